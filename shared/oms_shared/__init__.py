@@ -1,0 +1,1 @@
+"""The one library every OMS service uses: envelope, contracts, topics, runtime."""
