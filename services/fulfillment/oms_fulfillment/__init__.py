@@ -1,0 +1,1 @@
+"""The OMS fulfillment service."""

@@ -1,0 +1,5 @@
+"""`python -m oms_inventory` runs the service."""
+
+from oms_inventory.app import main
+
+main()

@@ -1,0 +1,22 @@
+"""Composition root of the inventory service: describes it; the shared host runs it."""
+
+from __future__ import annotations
+
+from oms_inventory.settings import InventorySettings
+from oms_shared import service, topics
+from oms_shared.runtime import Subscription
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Build the service from the environment and run it until SIGTERM."""
+    settings = InventorySettings()
+    service.run(
+        service.ServiceSpec(
+            name="inventory",
+            settings=settings,
+            subscriptions=[Subscription(topics.INVENTORY_COMMANDS, {})],
+            migrations=["oms_inventory.migrations"],
+        )
+    )

@@ -1,0 +1,22 @@
+"""Composition root of the order service: describes it; the shared host runs it."""
+
+from __future__ import annotations
+
+from oms_order.settings import OrderSettings
+from oms_shared import service, topics
+from oms_shared.runtime import Subscription
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Build the service from the environment and run it until SIGTERM."""
+    settings = OrderSettings()
+    service.run(
+        service.ServiceSpec(
+            name="order",
+            settings=settings,
+            subscriptions=[Subscription(topics.ORDER_INTAKE, {})],
+            migrations=["oms_order.migrations"],
+        )
+    )

@@ -1,0 +1,129 @@
+"""CloudEvents 1.0 in Kafka binary content mode: attributes in headers, JSON payload as value.
+
+Any CloudEvents SDK can read what the OMS writes: the record value is the JSON
+payload, and the attributes travel as ``ce_*`` headers plus ``content-type``.
+Extensions (``correlationid``, ``causationid``, ``traceparent``) are lowercase
+alphanumerics, as the spec requires.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from oms_shared.errors import UndecodableMessage
+
+__all__ = ["Envelope", "Position", "new_message_id", "new_traceparent"]
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+_REQUIRED = ("ce_id", "ce_type", "ce_source", "ce_specversion")
+
+
+def new_message_id() -> str:
+    """A fresh CloudEvents ``id``: a UUID, which is also the deduplication key."""
+    return str(uuid.uuid4())
+
+
+def new_traceparent() -> str:
+    """A new W3C trace context with a random trace and span id, sampled."""
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a received record sat in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One CloudEvent: its attributes and its JSON payload bytes."""
+
+    type: str
+    source: str
+    data: bytes
+    id: str = field(default_factory=new_message_id)
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    subject: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+    key: bytes | None = None
+    position: Position | None = None
+
+    def to_headers(self) -> list[tuple[str, bytes]]:
+        """The Kafka headers carrying this event's attributes (binary content mode)."""
+        headers = [
+            ("ce_specversion", SPECVERSION.encode()),
+            ("ce_id", self.id.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_time", self.time.isoformat().encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+        optional = (
+            ("ce_subject", self.subject),
+            ("ce_correlationid", self.correlation_id),
+            ("ce_causationid", self.causation_id),
+            ("ce_traceparent", self.traceparent),
+        )
+        headers.extend((name, value.encode()) for name, value in optional if value)
+        return headers
+
+    @classmethod
+    def from_record(
+        cls,
+        headers: Sequence[tuple[str, bytes]],
+        value: bytes | None,
+        key: bytes | None,
+        position: Position | None = None,
+    ) -> Envelope:
+        """Read a record written in binary content mode; raise UndecodableMessage if it is not one."""
+        attrs: dict[str, str] = {}
+        try:
+            for name, raw in headers:
+                attrs[name] = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UndecodableMessage(f"header is not UTF-8: {exc}") from exc
+        missing = [name for name in _REQUIRED if not attrs.get(name)]
+        if missing:
+            raise UndecodableMessage(f"missing CloudEvents headers: {', '.join(missing)}")
+        if attrs["ce_specversion"] != SPECVERSION:
+            raise UndecodableMessage(f"unsupported specversion {attrs['ce_specversion']!r}")
+        if value is None:
+            raise UndecodableMessage("record has no value")
+        return cls(
+            id=attrs["ce_id"],
+            type=attrs["ce_type"],
+            source=attrs["ce_source"],
+            time=_parse_time(attrs.get("ce_time")),
+            subject=attrs.get("ce_subject"),
+            correlation_id=attrs.get("ce_correlationid"),
+            causation_id=attrs.get("ce_causationid"),
+            traceparent=attrs.get("ce_traceparent"),
+            data=value,
+            key=key,
+            position=position,
+        )
+
+    def with_position(self, position: Position) -> Envelope:
+        """A copy of this envelope that knows where it was read from."""
+        return replace(self, position=position)
+
+
+def _parse_time(raw: str | None) -> datetime:
+    if not raw:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UndecodableMessage(f"ce_time is not RFC 3339: {raw!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,56 @@
+"""Kafka clients configured for the OMS's delivery guarantees.
+
+aiokafka's defaults (acks=1, no idempotence, auto-commit) are wrong for us, so
+every client is built here, with the settings spelled out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+__all__ = ["create_consumer", "create_producer"]
+
+
+def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        # A couple of milliseconds lets one round of the relay fill batches.
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+def create_consumer(
+    bootstrap_servers: str,
+    group_id: str,
+    topics: Sequence[str],
+    *,
+    client_id: str,
+    instance_id: str | None = None,
+    max_records: int = 500,
+) -> AIOKafkaConsumer:
+    """A consumer whose offsets are committed by the runtime, after the database commit."""
+    extra = {"group_instance_id": instance_id} if instance_id else {}
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=max_records,
+        fetch_max_wait_ms=100,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        # A batch may wait on a database outage; give it time before the group evicts us.
+        max_poll_interval_ms=300_000,
+        **extra,
+    )

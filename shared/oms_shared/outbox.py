@@ -1,0 +1,105 @@
+"""The transactional outbox: write messages with the business change, publish them after.
+
+A handler never talks to Kafka. It calls :meth:`UnitOfWork.emit`; the rows are
+inserted in the handler's own transaction (one statement per transaction, however
+many messages) and a NOTIFY wakes the :class:`~oms_shared.relay.OutboxRelay`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from oms_shared.contracts import Contract
+from oms_shared.db import Connection
+from oms_shared.envelope import Envelope, new_message_id
+from oms_shared.topics import Topic
+
+__all__ = ["NOTIFY_CHANNEL", "OutgoingMessage", "UnitOfWork", "unit_of_work"]
+
+NOTIFY_CHANNEL = "oms_outbox"
+
+_INSERT = """
+WITH inserted AS (
+    INSERT INTO outbox (topic, key, headers, payload)
+    SELECT t, k, h::jsonb, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
+)
+SELECT pg_notify($5, '')
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message bound for ``topic``, waiting in the outbox."""
+
+    topic: str
+    envelope: Envelope
+
+
+class UnitOfWork:
+    """One database transaction plus the messages it will emit when it commits."""
+
+    def __init__(self, conn: Connection, source: str) -> None:
+        self.conn = conn
+        self.source = source
+        self.pending: list[OutgoingMessage] = []
+
+    def emit(
+        self,
+        topic: Topic,
+        payload: Contract,
+        *,
+        key: str,
+        subject: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        traceparent: str | None = None,
+        message_id: str | None = None,
+    ) -> Envelope:
+        """Queue ``payload`` for ``topic``; it is written to the outbox at commit time."""
+        envelope = Envelope(
+            type=payload.ce_type,
+            source=self.source,
+            data=payload.model_dump_json().encode(),
+            subject=subject,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            traceparent=traceparent,
+            key=key.encode(),
+            id=message_id or new_message_id(),
+        )
+        self.pending.append(OutgoingMessage(topic.name, envelope))
+        return envelope
+
+    async def flush(self) -> None:
+        """Insert the queued messages into the outbox, in one statement, inside the transaction."""
+        if not self.pending:
+            return
+        await write_outbox(self.conn, self.pending)
+        self.pending = []
+
+
+async def write_outbox(conn: Connection, messages: list[OutgoingMessage]) -> None:
+    """Insert messages into the outbox and notify the relay (at commit)."""
+    await conn.execute(
+        _INSERT,
+        [m.topic for m in messages],
+        [m.envelope.key for m in messages],
+        [orjson.dumps([[n, v.decode()] for n, v in m.envelope.to_headers()]).decode() for m in messages],
+        [m.envelope.data for m in messages],
+        NOTIFY_CHANNEL,
+    )
+
+
+@asynccontextmanager
+async def unit_of_work(pool: asyncpg.Pool[Any], source: str) -> AsyncIterator[UnitOfWork]:
+    """Open a transaction; on success flush the emitted messages and commit, else roll back."""
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, source)
+        yield uow
+        await uow.flush()

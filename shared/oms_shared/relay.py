@@ -1,0 +1,131 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order, then deletes them.
+
+One round: in a transaction take the relay's advisory lock (so one relay per
+database publishes, and rows for one key keep their order across instances),
+select up to N rows ``FOR UPDATE SKIP LOCKED`` in id order, hand them all to the
+idempotent producer, wait for every acknowledgement, delete them, commit. A crash
+after publishing and before the delete republishes the rows: consumers' inboxes
+make that harmless. The relay sleeps on LISTEN/NOTIFY with a poll as fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from oms_shared import failpoints
+from oms_shared.errors import is_transient
+from oms_shared.outbox import NOTIFY_CHANNEL
+from oms_shared.retry import Backoff
+
+__all__ = ["OutboxRelay"]
+
+log = structlog.get_logger(__name__)
+
+_RELAY_LOCK = 0x0F15_0002
+
+_SELECT = """
+SELECT id, topic, key, headers, payload FROM outbox
+ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+
+
+class OutboxRelay:
+    """Moves messages from one service database's outbox to Kafka."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        producer: AIOKafkaProducer,
+        *,
+        listen_dsn: str,
+        batch_size: int = 1000,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._listen_dsn = listen_dsn
+        self._producer = producer
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.published = 0
+
+    def stop(self) -> None:
+        """Ask the relay to finish its current round and return."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Publish until stopped; survive database and broker outages by retrying."""
+        backoff = Backoff()
+        listener: asyncpg.Connection[Any] | None = None
+        while not self._stopping.is_set():
+            try:
+                if listener is None or listener.is_closed():
+                    listener = await self._listen()
+                sent = await self.publish_once()
+                backoff.reset()
+                if sent < self._batch_size:
+                    await self._sleep(self._poll_interval_s)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("relay_retrying", error=repr(exc), delay_s=backoff.peek())
+                _terminate(listener)
+                listener = None
+                await self._sleep(backoff.next())
+        _terminate(listener)
+
+    async def publish_once(self) -> int:
+        """One round: publish up to a batch of rows; return how many were published."""
+        self._wakeup.clear()
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+                return 0  # another instance is relaying this database
+            rows = await conn.fetch(_SELECT, self._batch_size)
+            if not rows:
+                return 0
+            futures = [
+                await self._producer.send(
+                    row["topic"],
+                    value=row["payload"],
+                    key=row["key"],
+                    headers=[(name, value.encode()) for name, value in _headers(row["headers"])],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*futures)
+            failpoints.hit("relay.after_publish")
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def _listen(self) -> asyncpg.Connection[Any]:
+        # A connection of its own: LISTEN state must not leak into pooled connections.
+        conn: asyncpg.Connection[Any] = await asyncpg.connect(self._listen_dsn)
+        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        return conn
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+
+
+def _headers(raw: Any) -> list[tuple[str, str]]:
+    pairs = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    return [(str(name), str(value)) for name, value in pairs]
+
+
+def _terminate(conn: asyncpg.Connection[Any] | None) -> None:
+    if conn is not None:
+        conn.terminate()  # no round trip: the connection may already be dead

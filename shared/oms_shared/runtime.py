@@ -1,0 +1,286 @@
+"""The consumer runtime: the ONLY consume loop in the OMS.
+
+A service gives it subscriptions (topic -> {payload model: handler}); the runtime:
+
+1. fetches a batch of records (all assigned partitions, up to ``batch_size``);
+2. decodes each one into a CloudEvent and its payload model; a record that cannot
+   be decoded, fails its schema or has an unknown type is poison;
+3. in ONE database transaction claims the messages in the inbox and calls the
+   handler of each new message, in partition order; handlers write their effect
+   and emit messages into the outbox through the same transaction;
+4. sends poison records to ``<topic>.dlt`` with the error in headers;
+5. commits the Kafka offsets of the batch, after the database commit.
+
+Transient errors (database or broker down, serialization failure) are retried in
+place with backoff, so the partition's order is kept. If a handler raises
+anything else, the batch is rolled back and replayed one message per transaction
+so that only the culprit is dead-lettered. A crash anywhere replays at most the
+uncommitted batch, and the inbox turns replays into no-ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from pydantic import ValidationError
+
+from oms_shared import failpoints
+from oms_shared.contracts import Contract
+from oms_shared.db import Connection
+from oms_shared.envelope import Envelope, Position
+from oms_shared.errors import (
+    HandlerFailed,
+    PoisonMessage,
+    SchemaViolation,
+    UndecodableMessage,
+    UnknownMessageType,
+    is_transient,
+)
+from oms_shared.inbox import claim
+from oms_shared.outbox import UnitOfWork
+from oms_shared.retry import Backoff
+from oms_shared.topics import Topic
+
+__all__ = ["ConsumerRuntime", "Handler", "MessageContext", "Subscription"]
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Any, "MessageContext"], Awaitable[None]]
+#: aiokafka ships no type information: a received record.
+Record: TypeAlias = ConsumerRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A topic and the handler of each message type read from it."""
+
+    topic: Topic
+    handlers: Mapping[type[Contract], Handler]
+
+
+@dataclass(slots=True)
+class MessageContext:
+    """What a handler gets beside its payload: the envelope and the unit of work."""
+
+    envelope: Envelope
+    uow: UnitOfWork
+
+    @property
+    def conn(self) -> Connection:
+        """The connection of the transaction this message is handled in."""
+        return self.uow.conn
+
+    def emit(self, topic: Topic, payload: Contract, *, key: str, subject: str | None = None) -> Envelope:
+        """Emit a message caused by this one (causation, correlation and trace carried over)."""
+        return self.uow.emit(
+            topic,
+            payload,
+            key=key,
+            subject=subject,
+            correlation_id=self.envelope.correlation_id,
+            causation_id=self.envelope.id,
+            traceparent=self.envelope.traceparent,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    record: Record
+    envelope: Envelope
+    payload: Contract
+    handler: Handler
+
+
+class _Stopped(Exception):
+    """The runtime was asked to stop while waiting to retry: leave offsets uncommitted."""
+
+
+@dataclass
+class _Routes:
+    by_topic: dict[str, dict[str, tuple[type[Contract], Handler]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, subscriptions: Sequence[Subscription]) -> _Routes:
+        routes = cls()
+        for sub in subscriptions:
+            routes.by_topic[sub.topic.name] = {model.ce_type: (model, fn) for model, fn in sub.handlers.items()}
+        return routes
+
+
+class ConsumerRuntime:
+    """Consumes subscriptions for one consumer group, with inbox, DLT and ordered retries."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        source: str,
+        pool: asyncpg.Pool[Any],
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        subscriptions: Sequence[Subscription],
+        batch_size: int = 500,
+    ) -> None:
+        self.name = name
+        self._source = source
+        self._pool = pool
+        self._consumer = consumer
+        self._producer = producer
+        self._routes = _Routes.of(subscriptions)
+        self._batch_size = batch_size
+        self._stopping = asyncio.Event()
+        self.handled = 0
+        self.dead_lettered = 0
+
+    def stop(self) -> None:
+        """Finish the batch in hand (or abandon a retry wait) and return from :meth:`run`."""
+        self._stopping.set()
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this instance currently owns."""
+        return set(self._consumer.assignment())
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop` is called."""
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+            if not batches:
+                continue
+            try:
+                await self._handle_batch(batches)
+            except _Stopped:
+                return
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+            await self._commit(offsets)
+
+    async def _handle_batch(self, batches: Mapping[TopicPartition, list[Record]]) -> None:
+        good: list[_Decoded] = []
+        dead: list[tuple[Record, PoisonMessage]] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    good.append(self._decode(record))
+                except PoisonMessage as exc:
+                    dead.append((record, exc))
+        if good:
+            dead.extend(await self._apply_isolating(good))
+        for record, error in dead:
+            await self._retrying(lambda r=record, e=error: self._dead_letter(r, e))  # type: ignore[misc]
+
+    def _decode(self, record: Record) -> _Decoded:
+        position = Position(record.topic, record.partition, record.offset)
+        envelope = Envelope.from_record(list(record.headers), record.value, record.key, position)
+        route = self._routes.by_topic.get(record.topic, {}).get(envelope.type)
+        if route is None:
+            raise UnknownMessageType(f"no handler for ce_type {envelope.type!r} on {record.topic}")
+        model, handler = route
+        try:
+            payload = model.model_validate_json(envelope.data)
+        except ValidationError as exc:
+            if any(err["type"] == "json_invalid" for err in exc.errors()):
+                raise UndecodableMessage(f"payload is not valid JSON: {exc.errors()[0]['msg']}") from exc
+            raise SchemaViolation(_summarise(exc)) from exc
+        return _Decoded(record, envelope, payload, handler)
+
+    async def _apply_isolating(self, items: list[_Decoded]) -> list[tuple[Record, PoisonMessage]]:
+        """Apply the batch in one transaction; if a handler fails, replay one by one to find it."""
+        try:
+            await self._retrying(lambda: self._apply(items))
+            return []
+        except (_Stopped, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001  (non-transient: isolate the culprit below)
+            if len(items) == 1:
+                return [(items[0].record, _handler_failed(items[0], exc))]
+        dead: list[tuple[Record, PoisonMessage]] = []
+        for item in items:
+            try:
+                await self._retrying(lambda i=item: self._apply([i]))  # type: ignore[misc]
+            except (_Stopped, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001  (dead-lettered with its error, never dropped)
+                dead.append((item.record, _handler_failed(item, exc)))
+        return dead
+
+    async def _apply(self, items: list[_Decoded]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await claim(conn, self.name, [item.envelope.id for item in items])
+            uow = UnitOfWork(conn, self._source)
+            for item in items:
+                if item.envelope.id not in fresh:
+                    log.debug("duplicate_skipped", message_id=item.envelope.id, **_where(item.record))
+                    continue
+                fresh.discard(item.envelope.id)  # the same id twice in one batch: once only
+                with structlog.contextvars.bound_contextvars(
+                    order_id=item.envelope.correlation_id,
+                    message_id=item.envelope.id,
+                    ce_type=item.envelope.type,
+                    **_where(item.record),
+                ):
+                    await item.handler(item.payload, MessageContext(item.envelope, uow))
+            await uow.flush()
+        failpoints.hit("consumer.after_db_commit")
+        self.handled += len(items)
+
+    async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` until it succeeds, retrying transient errors in place with backoff."""
+        backoff = Backoff()
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if self._stopping.is_set():
+                    raise _Stopped from exc
+                delay = backoff.next()
+                log.warning("transient_error_retrying", error=repr(exc), attempt=backoff.attempts, delay_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    async def _dead_letter(self, record: Record, error: PoisonMessage) -> None:
+        headers = [h for h in record.headers if not h[0].startswith("dlt_")]
+        headers += [
+            ("dlt_reason", error.reason.encode()),
+            ("dlt_error", str(error)[:4000].encode()),
+            ("dlt_consumer", self.name.encode()),
+            ("dlt_topic", record.topic.encode()),
+            ("dlt_partition", str(record.partition).encode()),
+            ("dlt_offset", str(record.offset).encode()),
+        ]
+        await self._producer.send_and_wait(f"{record.topic}.dlt", value=record.value, key=record.key, headers=headers)
+        self.dead_lettered += 1
+        log.error("message_dead_lettered", reason=error.reason, error=str(error)[:500], **_where(record))
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self._retrying(lambda: self._consumer.commit(offsets))
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us; the new owner replays and the inbox dedupes.
+            log.warning("offset_commit_skipped", error=repr(exc))
+        except _Stopped:
+            return
+
+
+def _where(record: Record) -> dict[str, Any]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+def _handler_failed(item: _Decoded, exc: BaseException) -> HandlerFailed:
+    log.exception("handler_failed", message_id=item.envelope.id, **_where(item.record), exc_info=exc)
+    return HandlerFailed(f"{type(exc).__name__}: {exc}")
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:20]]
+    return "; ".join(parts)

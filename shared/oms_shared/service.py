@@ -1,0 +1,173 @@
+"""The service host: builds every resource inside ``main()`` and runs a service until SIGTERM.
+
+A service's ``app.py`` describes itself with a :class:`ServiceSpec` (name, settings,
+subscriptions, migrations, extra background workers) and calls :func:`run`. The
+host owns the pool, the producer, the outbox relay, the consumer runtime and the
+health endpoint, so no service repeats that wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from oms_shared.db import apply_migrations, create_pool
+from oms_shared.errors import is_transient
+from oms_shared.health import HealthServer
+from oms_shared.kafka import create_consumer, create_producer
+from oms_shared.logs import configure_logging
+from oms_shared.relay import OutboxRelay
+from oms_shared.retry import Backoff
+from oms_shared.runtime import ConsumerRuntime, Subscription
+from oms_shared.settings import ServiceSettings
+
+__all__ = ["Resources", "ServiceSpec", "Worker", "run", "serve"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What background workers of a service may use."""
+
+    pool: asyncpg.Pool[Any]
+    producer: AIOKafkaProducer
+    settings: ServiceSettings
+    stopping: asyncio.Event
+
+
+Worker = Callable[[Resources], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything that makes one service different from another."""
+
+    name: str
+    settings: ServiceSettings
+    subscriptions: Sequence[Subscription]
+    migrations: Sequence[str] = ()
+    workers: Sequence[Worker] = field(default_factory=tuple)
+    #: Consumer group; defaults to ``oms-<name>``. Instances of one service share it.
+    group_id: str | None = None
+
+
+def run(spec: ServiceSpec) -> None:
+    """Entry point: run the service on uvloop until SIGTERM or SIGINT; exit 1 if a part crashed."""
+    import uvloop
+
+    configure_logging(spec.name, spec.settings.log_level, spec.settings.log_format)
+    if not uvloop.run(serve(spec)):
+        raise SystemExit(1)
+
+
+async def serve(spec: ServiceSpec) -> bool:
+    """Start every part of the service, serve until a stop signal, then shut down in order.
+
+    Returns False when a part of the service crashed (the supervisor should restart it).
+    """
+    settings = spec.settings
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    started = time.monotonic()
+    pool = await _wait_for(lambda: create_pool(settings.database_url, settings.db_pool_size), "postgres", stopping)
+    await apply_migrations(pool, "oms_shared.migrations", *spec.migrations)
+    producer = create_producer(settings.kafka_bootstrap_servers, client_id=f"oms-{spec.name}")
+    await _wait_for(producer.start, "kafka", stopping)
+    relay = OutboxRelay(
+        pool,
+        producer,
+        listen_dsn=settings.database_url,
+        batch_size=settings.relay_batch_size,
+        poll_interval_s=settings.relay_poll_interval_s,
+    )
+    runtime: ConsumerRuntime | None = None
+    consumer = None
+    if spec.subscriptions:
+        consumer = create_consumer(
+            settings.kafka_bootstrap_servers,
+            spec.group_id or f"oms-{spec.name}",
+            [s.topic.name for s in spec.subscriptions],
+            client_id=f"oms-{spec.name}",
+            instance_id=settings.instance_id,
+            max_records=settings.consumer_batch_size,
+        )
+        await _wait_for(consumer.start, "kafka consumer", stopping)
+        runtime = ConsumerRuntime(
+            name=spec.group_id or f"oms-{spec.name}",
+            source=f"oms/{spec.name}",
+            pool=pool,
+            consumer=consumer,
+            producer=producer,
+            subscriptions=spec.subscriptions,
+            batch_size=settings.consumer_batch_size,
+        )
+    resources = Resources(pool, producer, settings, stopping)
+    tasks = [asyncio.create_task(relay.run(), name="relay")]
+    if runtime is not None:
+        tasks.append(asyncio.create_task(runtime.run(), name="consumer"))
+    tasks += [asyncio.create_task(w(resources), name=getattr(w, "__name__", "worker")) for w in spec.workers]
+
+    async def check() -> dict[str, object]:
+        dead = [t.get_name() for t in tasks if t.done()]
+        async with pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+        return {
+            "service": spec.name,
+            "ready": not dead,
+            "dead_tasks": dead,
+            "assigned_partitions": len(runtime.assignment) if runtime else 0,
+            "handled": runtime.handled if runtime else 0,
+            "dead_lettered": runtime.dead_lettered if runtime else 0,
+            "published": relay.published,
+        }
+
+    health = HealthServer(check, settings.health_host, settings.health_port)
+    await health.start()
+    log.info("service_started", port=health.port, startup_s=round(time.monotonic() - started, 3))
+
+    stop_wait = asyncio.create_task(stopping.wait())
+    done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    crashed = [t for t in done if t is not stop_wait and (t.cancelled() or t.exception() is not None)]
+    for task in crashed:
+        log.error("task_crashed", task=task.get_name(), error=repr(task.exception()))
+    stopping.set()
+    log.info("service_stopping")
+    if runtime is not None:
+        runtime.stop()
+    relay.stop()
+    await asyncio.wait(tasks, timeout=10)
+    for task in tasks:
+        task.cancel()
+    await health.close()
+    if consumer is not None:
+        await consumer.stop()
+    await producer.stop()
+    await pool.close()
+    log.info("service_stopped")
+    return not crashed
+
+
+async def _wait_for(start: Callable[[], Awaitable[Any]], what: str, stopping: asyncio.Event) -> Any:
+    """Retry a start-up step while the dependency is not reachable yet (e.g. during `make up`)."""
+    backoff = Backoff(base_s=0.2, cap_s=5.0)
+    while True:
+        try:
+            return await start()
+        except Exception as exc:
+            if stopping.is_set() or not is_transient(exc):
+                raise
+            delay = backoff.next()
+            log.warning("dependency_unavailable", dependency=what, error=repr(exc), delay_s=round(delay, 2))
+            await asyncio.sleep(delay)

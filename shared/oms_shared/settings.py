@@ -1,0 +1,62 @@
+"""Settings from the environment (pydantic-settings).
+
+Fields every service shares are unprefixed (``KAFKA_BOOTSTRAP_SERVERS``,
+``LOG_FORMAT``, ``LOG_LEVEL``); a service's own fields carry its prefix
+(``ORDER_DATABASE_URL``, ``ORDER_HEALTH_PORT``). A service declares::
+
+    class OrderSettings(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="ORDER_")
+        database_url: str = local_database_url("order")
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from oms_shared.topology import database_name, role_name
+
+__all__ = ["LOCAL_PG_HOST", "LOCAL_PG_PORT", "ServiceSettings", "SharedSettings", "local_database_url"]
+
+LOCAL_PG_HOST = "127.0.0.1"
+LOCAL_PG_PORT = 55432
+
+
+def local_database_url(service: str) -> str:
+    """The DSN of ``service``'s database on the project's local PostgreSQL cluster."""
+    role = role_name(service)
+    return f"postgresql://{role}:{role}@{LOCAL_PG_HOST}:{LOCAL_PG_PORT}/{database_name(service)}"
+
+
+def _shared(name: str) -> AliasChoices:
+    # An explicit alias makes pydantic-settings ignore the subclass's env_prefix.
+    return AliasChoices(name)
+
+
+class SharedSettings(BaseSettings):
+    """Settings every process of the OMS reads, without prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS"))
+    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias=_shared("LOG_FORMAT"))
+    log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
+
+
+class ServiceSettings(SharedSettings):
+    """Fields every service has, read with the service's own prefix."""
+
+    database_url: str
+    health_host: str = "127.0.0.1"
+    health_port: int = 0
+    #: Kafka group instance id for static membership (fewer rebalances on restart).
+    instance_id: str | None = None
+    #: At most this many records are handled in one database transaction.
+    consumer_batch_size: int = 500
+    #: At most this many outbox rows are published per relay round.
+    relay_batch_size: int = 1000
+    #: The relay polls this often when no NOTIFY arrives (a safety net, not the main wake-up).
+    relay_poll_interval_s: float = 1.0
+    db_pool_size: int = 10

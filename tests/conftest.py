@@ -1,0 +1,90 @@
+"""Fixtures shared by the integration tests: the real Kafka and the real PostgreSQL.
+
+The tests use, in this order of preference: servers named by environment variables
+(``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` as a superuser URL); containers from
+testcontainers when ``OMS_TESTCONTAINERS=1`` and a Docker engine answers; otherwise
+the project's local stack, started by ``make up`` (``make test`` does that first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from oms_shared.topics import ALL_TOPICS, ensure_topics
+from tests import support
+from tests.harness.app import TOPICS as HARNESS_TOPICS
+
+
+@pytest.fixture(scope="session")
+def _containers() -> Iterator[None]:
+    """With OMS_TESTCONTAINERS=1, run Kafka and PostgreSQL in containers and point the env at them."""
+    if os.environ.get("OMS_TESTCONTAINERS") != "1":
+        yield
+        return
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    with KafkaContainer().with_kraft() as kafka, PostgresContainer("postgres:15") as pg:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.get_bootstrap_server()
+        os.environ["DATABASE_URL"] = pg.get_connection_url(driver=None)
+        yield
+
+
+@pytest.fixture(scope="session")
+def stack(_containers: None) -> Any:
+    """The deploy/stack.py module: addresses and provisioning of the stack under test."""
+    return support.stack()
+
+
+@pytest.fixture(scope="session")
+async def topics(stack: Any) -> None:
+    """Every registered topic plus the harness's, created from the registry."""
+    await ensure_topics(support.bootstrap_servers(), [*ALL_TOPICS, *HARNESS_TOPICS])
+
+
+@pytest.fixture(scope="session")
+async def harness_dsn(stack: Any, topics: None) -> str:
+    """A database and role for the harness service, provisioned like a real service's."""
+    dsn: str = await stack.provision_service(stack.admin_url(), "harness")
+    return dsn
+
+
+@pytest.fixture
+async def harness_db(harness_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    conn = await asyncpg.connect(harness_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def producer(topics: None) -> AsyncIterator[AIOKafkaProducer]:
+    p = await support.started_producer()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+@pytest.fixture
+def harness(harness_dsn: str) -> Iterator[list[support.ServiceProcess]]:
+    """Harness processes a test starts; all are killed at the end of the test."""
+    started: list[support.ServiceProcess] = []
+    yield started
+    for proc in started:
+        proc.kill()
+
+
+def new_harness(harness_dsn: str, started: list[support.ServiceProcess], **env: str) -> support.ServiceProcess:
+    proc = support.ServiceProcess(
+        "tests.harness", "HARNESS", env={"HARNESS_DATABASE_URL": harness_dsn, **env}, name=f"harness-{len(started)}"
+    )
+    started.append(proc)
+    return proc

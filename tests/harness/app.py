@@ -1,0 +1,68 @@
+"""The harness service: ``Increment`` in, one ``effects`` row and one ``Incremented`` out."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from oms_shared import service
+from oms_shared.contracts import Contract
+from oms_shared.runtime import MessageContext, Subscription
+from oms_shared.settings import ServiceSettings, local_database_url
+from oms_shared.topics import Topic
+
+COMMANDS = Topic("oms.harness.commands.v1", "counter", "Runtime test commands", retention_ms=3600_000)
+EVENTS = Topic("oms.harness.events.v1", "counter", "Runtime test events", retention_ms=3600_000)
+TOPICS = (COMMANDS, EVENTS)
+
+
+class Increment(Contract):
+    """Add ``amount`` to ``counter`` (recorded as one effect row)."""
+
+    ce_type = "oms.harness.increment.v1"
+    counter: str = Field(min_length=1)
+    amount: int = Field(ge=1)
+
+
+class Incremented(Contract):
+    """The effect of one Increment."""
+
+    ce_type = "oms.harness.incremented.v1"
+    counter: str
+    amount: int
+
+
+async def on_increment(cmd: Increment, ctx: MessageContext) -> None:
+    """Record the effect and emit the event through the outbox, in one transaction."""
+    if cmd.counter.startswith("explode"):
+        raise RuntimeError("the harness was told to fail on this message")
+    await ctx.conn.execute(
+        "INSERT INTO effects (message_id, counter, amount, worker) VALUES ($1, $2, $3, $4)",
+        ctx.envelope.id,
+        cmd.counter,
+        cmd.amount,
+        os.getpid(),
+    )
+    ctx.emit(EVENTS, Incremented(counter=cmd.counter, amount=cmd.amount), key=cmd.counter)
+
+
+class HarnessSettings(ServiceSettings):
+    """HARNESS_-prefixed settings."""
+
+    model_config = SettingsConfigDict(env_prefix="HARNESS_", extra="ignore")
+
+    database_url: str = local_database_url("harness")
+
+
+def main() -> None:
+    """Run the harness service."""
+    service.run(
+        service.ServiceSpec(
+            name="harness",
+            settings=HarnessSettings(),
+            subscriptions=[Subscription(COMMANDS, {Increment: on_increment})],
+            migrations=["tests.harness.migrations"],
+        )
+    )
