@@ -9,6 +9,7 @@ the project's local stack, started by ``make up`` (``make test`` does that first
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,9 +17,10 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from oms_shared.topics import ALL_TOPICS, ensure_topics
+from oms_shared.topics import ALL_TOPICS, Topic, ensure_topics
 from tests import support
-from tests.harness.app import TOPICS as HARNESS_TOPICS
+from tests.harness.app import EVENTS as HARNESS_EVENTS
+from tests.harness.app import commands_topic
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +47,7 @@ def stack(_containers: None) -> Any:
 @pytest.fixture(scope="session")
 async def topics(stack: Any) -> None:
     """Every registered topic plus the harness's, created from the registry."""
-    await ensure_topics(support.bootstrap_servers(), [*ALL_TOPICS, *HARNESS_TOPICS])
+    await ensure_topics(support.bootstrap_servers(), [*ALL_TOPICS, HARNESS_EVENTS])
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +76,14 @@ async def producer(topics: None) -> AsyncIterator[AIOKafkaProducer]:
 
 
 @pytest.fixture
+async def harness_topic(topics: None) -> Topic:
+    """A command topic (and consumer group) of this test's own."""
+    topic = commands_topic(f"oms.harness.t{uuid.uuid4().hex[:12]}.v1")
+    await ensure_topics(support.bootstrap_servers(), [topic])
+    return topic
+
+
+@pytest.fixture
 def harness(harness_dsn: str) -> Iterator[list[support.ServiceProcess]]:
     """Harness processes a test starts; all are killed at the end of the test."""
     started: list[support.ServiceProcess] = []
@@ -82,9 +92,20 @@ def harness(harness_dsn: str) -> Iterator[list[support.ServiceProcess]]:
         proc.kill()
 
 
-def new_harness(harness_dsn: str, started: list[support.ServiceProcess], **env: str) -> support.ServiceProcess:
+def new_harness(
+    harness_dsn: str, started: list[support.ServiceProcess], topic: Topic, **env: str
+) -> support.ServiceProcess:
+    """A harness process consuming ``topic`` in a consumer group named after it."""
     proc = support.ServiceProcess(
-        "tests.harness", "HARNESS", env={"HARNESS_DATABASE_URL": harness_dsn, **env}, name=f"harness-{len(started)}"
+        "tests.harness",
+        "HARNESS",
+        env={
+            "HARNESS_DATABASE_URL": harness_dsn,
+            "HARNESS_COMMANDS_TOPIC": topic.name,
+            "HARNESS_GROUP_ID": f"group-{topic.name}",
+            **env,
+        },
+        name=f"{topic.name}-{len(started)}",
     )
     started.append(proc)
     return proc

@@ -38,7 +38,7 @@ def _shared(name: str) -> AliasChoices:
 class SharedSettings(BaseSettings):
     """Settings every process of the OMS reads, without prefix."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(extra="ignore")
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS"))
     log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias=_shared("LOG_FORMAT"))

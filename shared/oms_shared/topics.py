@@ -54,46 +54,67 @@ class Topic:
 
 # --- order -----------------------------------------------------------------------
 ORDER_INTAKE = Topic(
-    "oms.order.intake.v1", "order_id", "Channels place and cancel orders here (public API)",
-    retention_ms=30 * DAY_MS, public=True,
+    "oms.order.intake.v1",
+    "order_id",
+    "Channels place and cancel orders here (public API)",
+    retention_ms=30 * DAY_MS,
+    public=True,
 )
 ORDER_STATUS = Topic(
-    "oms.order.status.v1", "order_id", "Every order status transition, with time and reason (public API)",
-    retention_ms=-1, public=True,
+    "oms.order.status.v1",
+    "order_id",
+    "Every order status transition, with time and reason (public API)",
+    retention_ms=-1,
+    public=True,
 )
 # --- inventory ---------------------------------------------------------------------
 INVENTORY_COMMANDS = Topic("oms.inventory.commands.v1", "order_id", "Saga commands to inventory")
 INVENTORY_REPLIES = Topic("oms.inventory.replies.v1", "order_id", "Inventory's replies to the saga")
 INVENTORY_MOVEMENTS = Topic(
-    "oms.inventory.movements.v1", "sku", "Stock receipts and adjustments with idempotency keys",
-    retention_ms=30 * DAY_MS, public=True,
+    "oms.inventory.movements.v1",
+    "sku",
+    "Stock receipts and adjustments with idempotency keys",
+    retention_ms=30 * DAY_MS,
+    public=True,
 )
 INVENTORY_AVAILABILITY = Topic(
-    "oms.inventory.availability.v1", "sku", "Available-to-promise per SKU (compacted, public API)",
-    compacted=True, public=True,
+    "oms.inventory.availability.v1",
+    "sku",
+    "Available-to-promise per SKU (compacted, public API)",
+    compacted=True,
+    public=True,
 )
 # --- fulfillment -------------------------------------------------------------------
 FULFILLMENT_COMMANDS = Topic("oms.fulfillment.commands.v1", "order_id", "Saga commands to fulfillment")
 FULFILLMENT_REPLIES = Topic("oms.fulfillment.replies.v1", "order_id", "Fulfillment's replies to the saga")
 WAREHOUSE_EVENTS = Topic(
-    "oms.fulfillment.warehouse.v1", "order_id", "Pick confirmations and short picks from warehouses",
+    "oms.fulfillment.warehouse.v1",
+    "order_id",
+    "Pick confirmations and short picks from warehouses",
 )
 WAREHOUSE_TASKS = Topic(
-    "oms.fulfillment.tasks.v1", "order_id", "Pick lists sent to warehouse pickers / WMS",
+    "oms.fulfillment.tasks.v1",
+    "order_id",
+    "Pick lists sent to warehouse pickers / WMS",
 )
 # --- shipping ----------------------------------------------------------------------
 SHIPPING_COMMANDS = Topic("oms.shipping.commands.v1", "order_id", "Saga commands to shipping")
 SHIPPING_REPLIES = Topic("oms.shipping.replies.v1", "order_id", "Shipping's replies to the saga")
 CARRIER_REQUESTS = Topic("oms.shipping.carrier-requests.v1", "order_id", "Bookings sent to carriers")
 CARRIER_EVENTS = Topic(
-    "oms.shipping.carrier-events.v1", "order_id", "Carrier booking answers and scan events",
+    "oms.shipping.carrier-events.v1",
+    "order_id",
+    "Carrier booking answers and scan events",
 )
 # --- returns -----------------------------------------------------------------------
 RETURNS_COMMANDS = Topic("oms.returns.commands.v1", "order_id", "Saga commands to returns (refunds)")
 RETURNS_REPLIES = Topic("oms.returns.replies.v1", "order_id", "Returns' replies to the saga")
 REFUNDS = Topic(
-    "oms.returns.refunds.v1", "order_id", "Refund events for finance and payment systems (public API)",
-    retention_ms=-1, public=True,
+    "oms.returns.refunds.v1",
+    "order_id",
+    "Refund events for finance and payment systems (public API)",
+    retention_ms=-1,
+    public=True,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (

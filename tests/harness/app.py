@@ -7,15 +7,18 @@ import os
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from oms_shared import service
 from oms_shared.contracts import Contract
 from oms_shared.runtime import MessageContext, Subscription
+from oms_shared.service import ServiceSpec, run
 from oms_shared.settings import ServiceSettings, local_database_url
 from oms_shared.topics import Topic
 
-COMMANDS = Topic("oms.harness.commands.v1", "counter", "Runtime test commands", retention_ms=3600_000)
 EVENTS = Topic("oms.harness.events.v1", "counter", "Runtime test events", retention_ms=3600_000)
-TOPICS = (COMMANDS, EVENTS)
+
+
+def commands_topic(name: str) -> Topic:
+    """A harness command topic; each test uses its own, so tests cannot see each other's messages."""
+    return Topic(name, "counter", "Runtime test commands", retention_ms=3600_000)
 
 
 class Increment(Contract):
@@ -54,15 +57,19 @@ class HarnessSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HARNESS_", extra="ignore")
 
     database_url: str = local_database_url("harness")
+    commands_topic: str = "oms.harness.commands.v1"
+    group_id: str = "oms-harness"
 
 
 def main() -> None:
     """Run the harness service."""
-    service.run(
-        service.ServiceSpec(
+    settings = HarnessSettings()
+    run(
+        ServiceSpec(
             name="harness",
-            settings=HarnessSettings(),
-            subscriptions=[Subscription(COMMANDS, {Increment: on_increment})],
+            settings=settings,
+            subscriptions=[Subscription(commands_topic(settings.commands_topic), {Increment: on_increment})],
             migrations=["tests.harness.migrations"],
+            group_id=settings.group_id,
         )
     )
