@@ -1,0 +1,55 @@
+# Developer and CI entry points. Everything runs inside the project's venv.
+PY := .venv/bin/python
+PYTHON ?= python3
+VENV_STAMP := .venv/.stamp
+# Installable packages besides shared/: every services/<name>/ with a pyproject.toml.
+SERVICE_PROJECTS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
+
+.PHONY: venv up down status run stop services-status test check lint types imports
+
+# Rebuilt only when the pinned requirements (or a package's metadata) change.
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.txt shared/pyproject.toml $(addsuffix /pyproject.toml,$(SERVICE_PROJECTS))
+	test -x $(PY) || $(PYTHON) -m venv .venv
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e shared $(addprefix -e ,$(SERVICE_PROJECTS))
+	touch $@
+
+# Local Kafka + PostgreSQL (deploy/stack.py; runtime data in .run/).
+up: venv
+	$(PY) deploy/stack.py up
+
+down: venv
+	$(PY) deploy/stack.py down
+
+status: venv
+	$(PY) deploy/stack.py status
+
+# The whole OMS: Kafka, PostgreSQL and the five services, started and reported healthy.
+run: up
+	$(PY) deploy/services.py start
+	$(PY) deploy/services.py status
+
+stop: venv
+	$(PY) deploy/services.py stop
+
+services-status: venv
+	$(PY) deploy/services.py status
+
+# The test suite against the real broker and database (started first if needed).
+test: up
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every quality gate, then the tests: what CI runs (.ci/run).
+check: lint types imports test
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+types: venv
+	$(PY) -m mypy
+
+imports: venv
+	.venv/bin/lint-imports
