@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTHON ?= python3
 VENV_STAMP := .venv/.stamp
 # Installable packages besides shared/: every services/<name>/ with a pyproject.toml.
-SERVICE_PROJECTS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
+SERVICE_PROJECTS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml simulators/pyproject.toml))
 
 .PHONY: venv up down status run stop services-status test check lint types imports
 

@@ -54,6 +54,9 @@ PROCESSES: tuple[Process, ...] = (
     Process("fulfillment", "oms_fulfillment", _port("fulfillment", 8083)),
     Process("shipping", "oms_shipping", _port("shipping", 8084)),
     Process("returns", "oms_returns", _port("returns", 8085)),
+    # The simulated outside world: warehouse pickers and carriers (not part of the OMS).
+    Process("warehouse-sim", "oms_simulators.warehouse", _port("warehouse_sim", 8091)),
+    Process("carrier-sim", "oms_simulators.carrier", _port("carrier_sim", 8092)),
 )
 
 

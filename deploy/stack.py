@@ -47,7 +47,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from oms_shared.topology import SERVICES, database_name, role_name
+from oms_shared.topology import OUTSIDE_WORLD, SERVICES, database_name, role_name
 
 #: The broker version, recorded here and as the default of kafka.version in deploy/kafka/pom.xml.
 #: 4.4.0 is the newest on Maven Central and runs on Java 17 (its broker classes are Java 17 bytecode).
@@ -539,7 +539,7 @@ async def provision_service(admin_url: str, service: str, password: str | None =
 
 
 async def provision_all(url: str | None = None) -> None:
-    for service in SERVICES:
+    for service in (*SERVICES, *OUTSIDE_WORLD):
         await provision_service(url or admin_url(), service)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["SERVICES", "database_name", "role_name"]
+__all__ = ["OUTSIDE_WORLD", "SERVICES", "database_name", "role_name"]
 
 #: Every service is its own process and owns one database of this name.
 SERVICES: tuple[str, ...] = ("order", "inventory", "fulfillment", "shipping", "returns")
+
+#: Simulators of warehouses and carriers: not part of the OMS, but they get a database
+#: (for their schedule of future events and their own outbox/inbox) provisioned the same way.
+OUTSIDE_WORLD: tuple[str, ...] = ("simulators",)
 
 
 def database_name(service: str) -> str:

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from oms_shared.envelope import Envelope
 from oms_shared.topics import Topic
 from tests import support
-from tests.conftest import new_harness
+from tests.fixtures import new_harness
 from tests.harness.app import Increment
 
 

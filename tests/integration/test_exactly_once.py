@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from oms_shared.outbox import OutgoingMessage, write_outbox
 from oms_shared.topics import Topic
 from tests import support
-from tests.conftest import new_harness
+from tests.fixtures import new_harness
 from tests.harness.app import Increment
 
 

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from oms_shared.topics import Topic
 from tests import support
-from tests.conftest import new_harness
+from tests.fixtures import new_harness
 from tests.harness.app import Increment
 from tests.integration.test_exactly_once import effects
 

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from oms_shared.db import apply_migrations, create_pool
 from oms_shared.topics import ALL_TOPICS, Topic, ensure_topics
 from tests import support
 from tests.harness.app import EVENTS as HARNESS_EVENTS
@@ -90,6 +91,32 @@ def harness(harness_dsn: str) -> Iterator[list[support.ServiceProcess]]:
     yield started
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def fresh_service_db(stack: Any) -> Any:
+    """A factory: a migrated, empty database of its own for a service's tests.
+
+    ``await fresh_service_db("inventory", "oms_inventory.migrations")`` provisions the
+    database ``oms_inventory_test`` (role ``oms_inventory_test``) next to the real one,
+    wipes it, applies the shared and the service's migrations and returns a pool.
+    Running services are never touched.
+    """
+    pools: list[asyncpg.Pool[Any]] = []
+
+    async def make(service: str, *migrations: str) -> asyncpg.Pool[Any]:
+        dsn = await stack.provision_service(stack.admin_url(), f"{service}_test")
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        finally:
+            await conn.close()
+        pool = await create_pool(dsn, size=4)
+        await apply_migrations(pool, "oms_shared.migrations", *migrations)
+        pools.append(pool)
+        return pool
+
+    return make
 
 
 def new_harness(

@@ -1,0 +1,1 @@
+"""Simulators of the outside world (warehouse pickers, carriers): separate processes, not the OMS."""
