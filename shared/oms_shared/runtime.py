@@ -33,7 +33,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
 from oms_shared import failpoints
-from oms_shared.contracts import Contract
+from oms_shared.contracts import Contract, RawPayload
 from oms_shared.db import Connection
 from oms_shared.envelope import Envelope, Position
 from oms_shared.errors import (
@@ -78,16 +78,30 @@ class MessageContext:
         """The connection of the transaction this message is handled in."""
         return self.uow.conn
 
-    def emit(self, topic: Topic, payload: Contract, *, key: str, subject: str | None = None) -> Envelope:
-        """Emit a message caused by this one (causation, correlation and trace carried over)."""
+    def emit(
+        self,
+        topic: Topic,
+        payload: Contract,
+        *,
+        key: str,
+        subject: str | None = None,
+        correlation_id: str | None = None,
+        message_id: str | None = None,
+    ) -> Envelope:
+        """Emit a message caused by this one (causation, correlation and trace carried over).
+
+        ``message_id`` fixes the CloudEvents id, for senders (the saga) that re-send a
+        command after a timeout and need the receiver's inbox to recognise it.
+        """
         return self.uow.emit(
             topic,
             payload,
             key=key,
             subject=subject,
-            correlation_id=self.envelope.correlation_id,
+            correlation_id=correlation_id or self.envelope.correlation_id,
             causation_id=self.envelope.id,
             traceparent=self.envelope.traceparent,
+            message_id=message_id,
         )
 
 
@@ -183,6 +197,8 @@ class ConsumerRuntime:
         if route is None:
             raise UnknownMessageType(f"no handler for ce_type {envelope.type!r} on {record.topic}")
         model, handler = route
+        if issubclass(model, RawPayload):
+            return _Decoded(record, envelope, model(data=envelope.data), handler)
         try:
             payload = model.model_validate_json(envelope.data)
         except ValidationError as exc:

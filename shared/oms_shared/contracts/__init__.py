@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Contract"]
+__all__ = ["Contract", "RawPayload"]
 
 
 class Contract(BaseModel):
@@ -20,3 +20,14 @@ class Contract(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     ce_type: ClassVar[str]
+
+
+class RawPayload(Contract):
+    """A message the service validates itself: the runtime hands over the raw bytes.
+
+    Used at trust boundaries (the public intake), where an invalid message must
+    become a business rejection with every reason, not a dead letter. Subclass it
+    with the ``ce_type`` to accept.
+    """
+
+    data: bytes

@@ -93,6 +93,8 @@ class Allocation(StrictModel):
     line_no: int
     sku: str
     quantity: int = Field(ge=1)
+    #: Where the warehouse is, so the saga can book the carrier from the right origin.
+    location: Coordinates | None = None
 
 
 class StockReserved(Contract):

@@ -44,6 +44,7 @@ OrderStatus = Literal[
     "packed",
     "short_picked",
     "shipment_booked",
+    "shipment_failed",
     "shipped",
     "in_transit",
     "out_for_delivery",

@@ -1,0 +1,251 @@
+"""The order service's handlers: intake (validate, deduplicate, start the saga) and saga replies.
+
+Every handler has the same shape: load, call the pure domain (intake / saga), save,
+publish. Publishing means: append the statuses to the timeline and emit them on
+the status topic, and emit the saga's commands with their fixed message ids.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from oms_order import intake, store
+from oms_order.saga import CancelRequested, Timing, decide, start
+from oms_order.saga_state import Line, Outcome, Saga, Status
+from oms_shared import topics
+from oms_shared.contracts import Contract, RawPayload
+from oms_shared.contracts.fulfillment import (
+    FulfillmentCancelled,
+    FulfillmentCancelRefused,
+    FulfillmentPacked,
+    FulfillmentStarted,
+)
+from oms_shared.contracts.inventory import (
+    ShortPickRecorded,
+    StockCommitted,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+)
+from oms_shared.contracts.order import CancelOrder, OrderStatusChanged, PlaceOrder, order_id_for
+from oms_shared.contracts.returns import RefundIssued, RefundRejected
+from oms_shared.contracts.shipping import (
+    ShipmentBooked,
+    ShipmentBookingFailed,
+    ShipmentCancelled,
+    ShipmentCancelRefused,
+    ShipmentDispatched,
+    ShipmentStatusChanged,
+)
+from oms_shared.outbox import UnitOfWork
+from oms_shared.runtime import Handler, MessageContext
+
+__all__ = ["REPLY_TOPICS", "CancelOrderMessage", "Handlers", "PlaceOrderMessage", "publish"]
+
+log = structlog.get_logger(__name__)
+
+
+class PlaceOrderMessage(RawPayload):
+    """The intake's place-order message, validated by :mod:`oms_order.intake`, not by the runtime."""
+
+    ce_type = PlaceOrder.ce_type
+
+
+class CancelOrderMessage(RawPayload):
+    """The intake's cancel-order message, validated by :mod:`oms_order.intake`."""
+
+    ce_type = CancelOrder.ce_type
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def publish(uow: UnitOfWork, outcome: Outcome, now: datetime, *, causation_id: str | None = None) -> None:
+    """Write the outcome's statuses to the timeline and emit them and its commands via the outbox."""
+    saga = outcome.saga
+    await _emit_statuses(uow, saga.order_id, saga.channel, saga.external_order_id, outcome.statuses, now,
+                         causation_id)  # fmt: skip
+    for command in outcome.commands:
+        uow.emit(
+            command.topic,
+            command.payload,
+            key=saga.order_id,
+            correlation_id=saga.order_id,
+            causation_id=causation_id,
+            message_id=command.message_id,
+        )
+
+
+async def _emit_statuses(
+    uow: UnitOfWork,
+    order_id: str,
+    channel: str,
+    external_order_id: str,
+    statuses: list[Status],
+    now: datetime,
+    causation_id: str | None,
+) -> None:
+    for entry in await store.append_statuses(uow.conn, order_id, statuses, now):
+        uow.emit(
+            topics.ORDER_STATUS,
+            OrderStatusChanged(
+                order_id=order_id,
+                channel=channel,
+                external_order_id=external_order_id,
+                seq=entry.seq,
+                status=entry.status.status,
+                previous_status=entry.previous_status,
+                reasons=entry.status.reasons,
+                at=now,
+                details=entry.status.details,
+            ),
+            key=order_id,
+            subject=order_id,
+            correlation_id=order_id,
+            causation_id=causation_id,
+        )
+
+
+class Handlers:
+    """The order service's handlers, configured with the saga's timing."""
+
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
+
+    def intake(self) -> dict[type[Contract], Handler]:
+        """Handlers of the public intake topic."""
+        return {PlaceOrderMessage: self.on_place_order, CancelOrderMessage: self.on_cancel_order}
+
+    def replies(self, topic: topics.Topic) -> dict[type[Contract], Handler]:
+        """Handlers of one participant's reply topic (every reply goes to the saga)."""
+        return {model: self.on_reply for model in REPLY_TOPICS[topic]}
+
+    async def on_place_order(self, msg: PlaceOrderMessage, ctx: MessageContext) -> None:
+        """Validate, deduplicate by (channel, external id), and start the saga."""
+        now = _now()
+        result = intake.parse_order(msg.data)
+        if isinstance(result, intake.Invalid):
+            await _refuse(ctx, "invalid", result.reasons, result.hint, msg.data, now)
+            return
+        order = result.order
+        order_id = order_id_for(order.channel, order.external_order_id)
+        fingerprint = intake.fingerprint(order)
+        existing = await store.insert_order(
+            ctx.conn,
+            order_id=order_id,
+            channel=order.channel,
+            external_order_id=order.external_order_id,
+            fingerprint=fingerprint,
+            customer_id=order.customer.id,
+            currency=order.currency,
+            total=order.total,
+            amount_paid=order.payment.amount_paid,
+            payload=order.model_dump(mode="json"),
+            message_id=ctx.envelope.id,
+        )
+        if existing == fingerprint:
+            log.info("duplicate_order_ignored", order_id=order_id)
+            return
+        if existing is not None:
+            reason = "an order with this channel and external id exists with different content; not merged"
+            hint = {"channel": order.channel, "external_order_id": order.external_order_id}
+            await _refuse(ctx, "conflict", (reason,), hint, msg.data, now)
+            return
+        policy, max_split = await store.load_policy(ctx.conn, order.channel)
+        saga = Saga(
+            order_id=order_id,
+            channel=order.channel,
+            external_order_id=order.external_order_id,
+            lines=[
+                Line(line_no=n, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+                for n, line in enumerate(order.lines, start=1)
+            ],
+            lat=result.lat,
+            lon=result.lon,
+            shipping_method=order.shipping_method,
+            currency=order.currency,
+            amount_paid=order.payment.amount_paid,
+            payment_reference=order.payment.reference,
+            policy=policy,
+            max_split=max_split,
+        )
+        outcome = start(saga, now, self.timing)
+        await store.insert_saga(ctx.conn, outcome.saga)
+        await publish(ctx.uow, outcome, now, causation_id=ctx.envelope.id)
+        log.info("order_accepted", order_id=order_id, channel=order.channel, policy=policy)
+
+    async def on_cancel_order(self, msg: CancelOrderMessage, ctx: MessageContext) -> None:
+        """A customer's cancellation: the saga decides whether it can still be done."""
+        now = _now()
+        result = intake.parse_cancel(msg.data)
+        if isinstance(result, intake.Invalid):
+            await _refuse(ctx, "invalid", result.reasons, result.hint, msg.data, now)
+            return
+        order_id = await store.find_order_id(ctx.conn, result.channel, result.external_order_id)
+        saga = await store.load_saga(ctx.conn, order_id) if order_id else None
+        if saga is None:
+            hint = {"channel": result.channel, "external_order_id": result.external_order_id}
+            await _refuse(ctx, "unknown_order", ("no such order",), hint, msg.data, now, status="cancel_refused")
+            return
+        await self._transition(ctx, saga, CancelRequested(result.reason), now)
+
+    async def on_reply(self, reply: Any, ctx: MessageContext) -> None:
+        """A participant answered (or reported progress): apply it to the order's saga."""
+        saga = await store.load_saga(ctx.conn, reply.order_id)
+        if saga is None:
+            log.warning("reply_for_unknown_order", order_id=reply.order_id, reply=type(reply).__name__)
+            return
+        await self._transition(ctx, saga, reply, _now())
+
+    async def _transition(self, ctx: MessageContext, saga: Saga, event: Any, now: datetime) -> None:
+        outcome = decide(saga, event, now, self.timing)
+        if outcome.saga != saga:
+            await store.save_saga(ctx.conn, outcome.saga)
+        await publish(ctx.uow, outcome, now, causation_id=ctx.envelope.id)
+
+
+async def _refuse(
+    ctx: MessageContext,
+    kind: str,
+    reasons: tuple[str, ...],
+    hint: dict[str, str],
+    raw: bytes,
+    now: datetime,
+    *,
+    status: str | None = None,
+) -> None:
+    """Keep a refused intake message and tell the channel why on the status topic."""
+    channel, external_id = hint.get("channel"), hint.get("external_order_id")
+    order_id = order_id_for(channel, external_id) if channel and external_id else order_id_for("?", ctx.envelope.id)
+    await store.record_rejection(
+        ctx.conn,
+        message_id=ctx.envelope.id,
+        kind=kind,
+        order_id=order_id,
+        channel=channel,
+        external_order_id=external_id,
+        reasons=reasons,
+        raw=raw,
+    )
+    label = status or ("conflict" if kind == "conflict" else "rejected")
+    await _emit_statuses(
+        ctx.uow, order_id, channel or "", external_id or "", [Status(label, reasons, {"intake": kind})], now,
+        ctx.envelope.id,
+    )  # fmt: skip
+    log.info("intake_refused", order_id=order_id, kind=kind, reasons=list(reasons)[:10])
+
+
+#: Which replies arrive on which topic.
+REPLY_TOPICS: dict[topics.Topic, tuple[type[Contract], ...]] = {
+    topics.INVENTORY_REPLIES: (StockReserved, StockReservationFailed, StockReleased, StockCommitted,
+                               ShortPickRecorded),
+    topics.FULFILLMENT_REPLIES: (FulfillmentStarted, FulfillmentPacked, FulfillmentCancelled,
+                                 FulfillmentCancelRefused),
+    topics.SHIPPING_REPLIES: (ShipmentBooked, ShipmentBookingFailed, ShipmentDispatched, ShipmentStatusChanged,
+                              ShipmentCancelled, ShipmentCancelRefused),
+    topics.RETURNS_REPLIES: (RefundIssued, RefundRejected),
+}  # fmt: skip

@@ -1,0 +1,64 @@
+"""The deadline poller: turns passed saga deadlines into Timeout inputs.
+
+A timed-out command is re-sent with its original message id (the participant's
+inbox drops it if it was handled after all), a few times with growing delays;
+then the saga compensates (a reservation) or parks itself as stuck, visible to
+operators, and keeps retrying slowly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+import structlog
+
+from oms_order import store
+from oms_order.handlers import publish
+from oms_order.saga import Timeout, Timing, decide
+from oms_shared.errors import is_transient
+from oms_shared.outbox import unit_of_work
+from oms_shared.retry import Backoff
+from oms_shared.service import Resources, Worker
+
+__all__ = ["deadline_poller"]
+
+log = structlog.get_logger(__name__)
+
+
+async def poll_once(resources: Resources, timing: Timing, limit: int = 200) -> int:
+    """Handle up to ``limit`` due sagas in one transaction; return how many."""
+    now = datetime.now(UTC)
+    async with unit_of_work(resources.pool, "oms/order") as uow:
+        sagas = await store.due_sagas(uow.conn, now, limit)
+        for saga in sagas:
+            outcome = decide(saga, Timeout(), now, timing)
+            await store.save_saga(uow.conn, outcome.saga)
+            await publish(uow, outcome, now)
+            if outcome.commands:
+                log.info("saga_timeout_handled", order_id=saga.order_id, resent=len(outcome.commands))
+    return len(sagas)
+
+
+def deadline_poller(timing: Timing, interval_s: float = 0.25) -> Worker:
+    """A host worker running :func:`poll_once` until the service stops."""
+
+    async def run(resources: Resources) -> None:
+        backoff = Backoff()
+        while not resources.stopping.is_set():
+            delay = interval_s
+            try:
+                if await poll_once(resources, timing) >= 200:
+                    delay = 0
+                backoff.reset()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                delay = backoff.next()
+                log.warning("deadline_poller_retrying", error=repr(exc), delay_s=round(delay, 2))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(resources.stopping.wait(), timeout=delay)
+
+    run.__name__ = "deadline_poller"
+    return run
