@@ -118,9 +118,10 @@ def _hint(data: dict[str, Any] | None) -> dict[str, str]:
     return hint
 
 
-def _schema(model: type[T], data: dict[str, Any]) -> tuple[T | None, list[str]]:
+def _schema(model: type[T], raw: bytes) -> tuple[T | None, list[str]]:
+    # JSON mode: strict types as JSON has them (an array is a fine tuple, "5" is not 5).
     try:
-        return model.model_validate(data), []
+        return model.model_validate_json(raw), []
     except ValidationError as exc:
         reasons = []
         for err in exc.errors(include_url=False):
@@ -134,7 +135,7 @@ def parse_order(raw: bytes) -> Valid | Invalid:
     data, reasons = _load(raw)
     if data is None:
         return Invalid(tuple(reasons), {})
-    order, reasons = _schema(PlaceOrder, data)
+    order, reasons = _schema(PlaceOrder, raw)
     if isinstance(data.get("currency"), str) and data["currency"] not in ISO_4217:
         reasons.append(f"currency: {data['currency']!r} is not an ISO 4217 currency code")
     if order is None:
@@ -155,7 +156,7 @@ def parse_cancel(raw: bytes) -> CancelOrder | Invalid:
     data, reasons = _load(raw)
     if data is None:
         return Invalid(tuple(reasons), {})
-    cancel, reasons = _schema(CancelOrder, data)
+    cancel, reasons = _schema(CancelOrder, raw)
     return cancel if cancel is not None else Invalid(tuple(reasons), _hint(data))
 
 

@@ -1,0 +1,37 @@
+"""Settings both simulators share; each simulator adds its own and its env prefix."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode
+
+from oms_shared.settings import ServiceSettings, local_database_url
+
+__all__ = ["CommaSet", "SimulatorSettings"]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+#: A set read from a comma-separated environment variable (``"wh-1, wh-2"``), not JSON.
+CommaSet = Annotated[frozenset[str], NoDecode, BeforeValidator(_split_commas)]
+
+
+class SimulatorSettings(ServiceSettings):
+    """Fields of every simulator process; both share the ``oms_simulators`` database."""
+
+    database_url: str = local_database_url("simulators")
+    #: Seed of every random decision: the same seed replays the same world.
+    seed: str = "oms-simulators"
+    #: Warehouses the simulator leaves alone: tests drive them by hand.
+    manual_warehouses: CommaSet = frozenset()
+    #: How often the worker looks for due scheduled messages, and how many it moves at once.
+    schedule_poll_interval_s: float = Field(0.02, gt=0)
+    schedule_batch_size: int = Field(500, ge=1)
+    #: Sent schedule rows are kept this long (for inspection), then purged.
+    schedule_retention_s: float = Field(300.0, ge=0)
