@@ -35,7 +35,7 @@ def valid_order(**overrides: Any) -> dict[str, Any]:
 
 def _with(path: str, value: Any) -> bytes:
     order = copy.deepcopy(valid_order())
-    target = order
+    target: Any = order
     keys = path.split(".")
     for key in keys[:-1]:
         target = target[int(key)] if key.isdigit() else target[key]
