@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from oms_shared.settings import ServiceSettings, local_database_url
@@ -16,3 +17,7 @@ class FulfillmentSettings(ServiceSettings):
 
     database_url: str = local_database_url("fulfillment")
     health_port: int = 8083
+    #: A package holds at most this weight of goods (a heavier single unit travels alone).
+    package_limit_grams: int = Field(20_000, ge=1)
+    #: Weight of the box and filling, added to every package.
+    packaging_grams: int = Field(200, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oms_returns.handlers import COMMAND_HANDLERS
 from oms_returns.settings import ReturnsSettings
 from oms_shared import service, topics
 from oms_shared.runtime import Subscription
@@ -16,7 +17,7 @@ def main() -> None:
         service.ServiceSpec(
             name="returns",
             settings=settings,
-            subscriptions=[Subscription(topics.RETURNS_COMMANDS, {})],
+            subscriptions=[Subscription(topics.RETURNS_COMMANDS, COMMAND_HANDLERS)],
             migrations=["oms_returns.migrations"],
         )
     )

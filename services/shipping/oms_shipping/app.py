@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from oms_shared import service, topics
-from oms_shared.runtime import Subscription
+from oms_shared import service
+from oms_shipping.handlers import subscriptions
 from oms_shipping.settings import ShippingSettings
 
 __all__ = ["main"]
@@ -16,7 +16,7 @@ def main() -> None:
         service.ServiceSpec(
             name="shipping",
             settings=settings,
-            subscriptions=[Subscription(topics.SHIPPING_COMMANDS, {})],
+            subscriptions=subscriptions(settings.carriers()),
             migrations=["oms_shipping.migrations"],
         )
     )

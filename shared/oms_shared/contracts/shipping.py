@@ -7,7 +7,7 @@ scan) is the saga's pivot: after it, cancellation is refused.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import Field
@@ -75,6 +75,8 @@ class ShipmentBooked(Contract):
     cost_minor: int
     currency: str
     carriers_tried: tuple[str, ...] = ()
+    #: The day the carrier collects the parcel (UTC): the next day when booked after the level's cut-off.
+    promised_ship_date: date | None = None
 
 
 class ShipmentBookingFailed(Contract):
@@ -146,6 +148,11 @@ class CarrierBookingRequested(Contract):
     origin: Coordinates
     destination: Coordinates
     packages: tuple[PackageSpec, ...]
+    #: The collection day promised to the customer (UTC): the next day after the level's cut-off.
+    promised_ship_date: date | None = None
+    #: What the OMS expects to pay, in minor units of ``currency`` (from its rate card).
+    quoted_cost_minor: int | None = None
+    currency: str | None = None
 
 
 class CarrierBookingCancelled(Contract):

@@ -1,0 +1,198 @@
+"""All SQL of the fulfillment service: functions of a connection, returning domain objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from oms_fulfillment.domain import Fulfillment, FulfillmentLine, Item, Status
+from oms_fulfillment.packing import Package, Units
+from oms_shared.db import Connection
+
+__all__ = [
+    "catalogue",
+    "insert_fulfillment",
+    "load_fulfillment",
+    "mark_handed_over",
+    "packages_of",
+    "save_cancelled",
+    "save_packed",
+    "upsert_items",
+]
+
+_CATALOGUE = "SELECT sku, bin, weight_grams FROM items WHERE sku = ANY($1::text[])"
+
+# Parent and children in one statement: if the id is known (repeat or tombstone),
+# ON CONFLICT leaves `fo` empty and nothing else is inserted.
+_INSERT = """
+WITH fo AS (
+    INSERT INTO fulfillment_orders (fulfillment_id, order_id, warehouse_id, status)
+    VALUES ($1, $2, $3, 'picking')
+    ON CONFLICT (fulfillment_id) DO NOTHING
+    RETURNING fulfillment_id
+), lines AS (
+    INSERT INTO fulfillment_lines (fulfillment_id, line_no, sku, quantity, unit_weight_grams)
+    SELECT fo.fulfillment_id, u.line_no, u.sku, u.quantity, u.weight
+    FROM fo, unnest($5::int[], $6::text[], $7::int[], $8::int[]) AS u(line_no, sku, quantity, weight)
+), pick_list AS (
+    INSERT INTO pick_lists (pick_list_id, fulfillment_id)
+    SELECT $4, fo.fulfillment_id FROM fo
+), stops AS (
+    INSERT INTO pick_list_stops (pick_list_id, seq, bin, line_no, sku, quantity)
+    SELECT $4, u.seq, u.bin, u.line_no, u.sku, u.quantity
+    FROM fo, unnest($9::int[], $10::text[], $5::int[], $6::text[], $7::int[]) AS u(seq, bin, line_no, sku, quantity)
+)
+SELECT count(*) FROM fo
+"""
+
+# Lines come back in pick order, all from one snapshot. No lock: every write below is
+# conditional on the status read here, so a concurrent change (a cancel racing a pick
+# confirmation) makes the write miss and the handler asks the runtime to retry.
+# (FOR UPDATE would not do: after waiting it re-reads the locked row, not the joined lines.)
+_LOAD = """
+SELECT fo.order_id, fo.status, fo.warehouse_id, pl.pick_list_id,
+       l.line_no, l.sku, l.quantity, s.bin, l.unit_weight_grams, l.picked
+FROM fulfillment_orders fo
+LEFT JOIN pick_lists pl ON pl.fulfillment_id = fo.fulfillment_id
+LEFT JOIN fulfillment_lines l ON l.fulfillment_id = fo.fulfillment_id
+LEFT JOIN pick_list_stops s ON s.pick_list_id = pl.pick_list_id AND s.line_no = l.line_no
+WHERE fo.fulfillment_id = $1
+ORDER BY s.seq
+"""
+
+_SAVE_PACKED = """
+WITH fo AS (
+    UPDATE fulfillment_orders SET status = 'packed', updated_at = now()
+    WHERE fulfillment_id = $1 AND status = 'picking'
+    RETURNING fulfillment_id
+), picked AS (
+    UPDATE fulfillment_lines l SET picked = u.picked
+    FROM fo, unnest($2::int[], $3::int[]) AS u(line_no, picked)
+    WHERE l.fulfillment_id = fo.fulfillment_id AND l.line_no = u.line_no
+), packed AS (
+    INSERT INTO packages (package_id, fulfillment_id, seq, weight_grams, items)
+    SELECT u.package_id, fo.fulfillment_id, u.seq, u.weight, u.items::jsonb
+    FROM fo, unnest($4::text[], $5::int[], $6::int[], $7::text[]) AS u(package_id, seq, weight, items)
+)
+SELECT count(*) FROM fo
+"""
+
+_CANCEL = """
+UPDATE fulfillment_orders SET status = 'cancelled', updated_at = now()
+WHERE fulfillment_id = $1 AND status = $2
+"""
+
+_TOMBSTONE = """
+INSERT INTO fulfillment_orders (fulfillment_id, order_id, status) VALUES ($1, $2, 'cancelled')
+ON CONFLICT (fulfillment_id) DO NOTHING
+"""
+
+
+async def catalogue(conn: Connection, skus: Iterable[str]) -> dict[str, Item]:
+    """The catalogue entries of ``skus`` that exist."""
+    rows = await conn.fetch(_CATALOGUE, sorted(set(skus)))
+    return {r["sku"]: Item(r["bin"], r["weight_grams"]) for r in rows}
+
+
+async def upsert_items(conn: Connection, items: dict[str, Item]) -> None:
+    """Load or correct catalogue entries (by operators and tests; no message feeds the catalogue yet)."""
+    skus = sorted(items)
+    await conn.execute(
+        "INSERT INTO items (sku, bin, weight_grams)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::int[])"
+        " ON CONFLICT (sku) DO UPDATE SET bin = EXCLUDED.bin, weight_grams = EXCLUDED.weight_grams",
+        skus,
+        [items[s].bin for s in skus],
+        [items[s].weight_grams for s in skus],
+    )
+
+
+async def insert_fulfillment(conn: Connection, f: Fulfillment) -> bool:
+    """Insert a new fulfillment with its lines, pick list and stops; False if its id is already known."""
+    lines = f.lines
+    inserted = await conn.fetchval(
+        _INSERT,
+        f.fulfillment_id,
+        f.order_id,
+        f.warehouse_id,
+        f.pick_list_id,
+        [line.line_no for line in lines],
+        [line.sku for line in lines],
+        [line.quantity for line in lines],
+        [line.unit_weight_grams for line in lines],
+        list(range(1, len(lines) + 1)),
+        [line.bin for line in lines],
+    )
+    return bool(inserted)
+
+
+async def load_fulfillment(conn: Connection, fulfillment_id: str) -> Fulfillment | None:
+    """The fulfillment with its lines in pick order (None if the id is unknown)."""
+    rows = await conn.fetch(_LOAD, fulfillment_id)
+    if not rows:
+        return None
+    head = rows[0]
+    lines = tuple(
+        FulfillmentLine(r["line_no"], r["sku"], r["quantity"], r["bin"], r["unit_weight_grams"], r["picked"])
+        for r in rows
+        if r["line_no"] is not None
+    )
+    return Fulfillment(
+        fulfillment_id, head["order_id"], Status(head["status"]), head["warehouse_id"], head["pick_list_id"], lines
+    )
+
+
+async def save_packed(conn: Connection, f: Fulfillment, packages: Sequence[Package]) -> bool:
+    """Record the picked counts and the packages, and move a picking fulfillment to packed.
+
+    False if it is no longer picking (changed since it was loaded): nothing is written.
+    """
+    saved = await conn.fetchval(
+        _SAVE_PACKED,
+        f.fulfillment_id,
+        [line.line_no for line in f.lines],
+        [line.picked or 0 for line in f.lines],
+        [p.package_id(f.fulfillment_id) for p in packages],
+        [p.seq for p in packages],
+        [p.weight_grams for p in packages],
+        [orjson.dumps([_units_json(u.line_no, u.sku, u.quantity) for u in p.items]).decode() for p in packages],
+    )
+    return bool(saved)
+
+
+async def save_cancelled(conn: Connection, previous: Fulfillment | None, f: Fulfillment) -> bool:
+    """Cancel a fulfillment still in state ``previous``, or leave a tombstone for an unknown id.
+
+    False if the fulfillment changed (or appeared) since it was loaded: nothing is written.
+    """
+    if previous is None:
+        status = await conn.execute(_TOMBSTONE, f.fulfillment_id, f.order_id)
+    else:
+        status = await conn.execute(_CANCEL, f.fulfillment_id, previous.status.value)
+    return status.endswith(" 1")
+
+
+async def mark_handed_over(conn: Connection, fulfillment_id: str) -> bool:
+    """A packed fulfillment was given to the carrier; False if it was not packed."""
+    status = await conn.execute(
+        "UPDATE fulfillment_orders SET status = 'handed_over', updated_at = now()"
+        " WHERE fulfillment_id = $1 AND status = 'packed'",
+        fulfillment_id,
+    )
+    return status == "UPDATE 1"
+
+
+async def packages_of(conn: Connection, fulfillment_id: str) -> list[Package]:
+    """The stored packages of a fulfillment, in order."""
+    rows = await conn.fetch(
+        "SELECT seq, weight_grams, items FROM packages WHERE fulfillment_id = $1 ORDER BY seq", fulfillment_id
+    )
+    return [
+        Package(r["seq"], r["weight_grams"], tuple(Units(i["line_no"], i["sku"], i["quantity"]) for i in r["items"]))
+        for r in rows
+    ]
+
+
+def _units_json(line_no: int, sku: str, quantity: int) -> dict[str, object]:
+    return {"line_no": line_no, "sku": sku, "quantity": quantity}

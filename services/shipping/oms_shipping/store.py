@@ -1,0 +1,333 @@
+"""All SQL of the shipping service: functions on the handler's connection, returning domain objects.
+
+One statement per state change (data-modifying CTEs), so a message costs one or two
+round trips. Loads lock the shipment row (``FOR UPDATE``): decisions are taken on a
+state no concurrent handler can change before the write.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from oms_shared.db import Connection
+from oms_shipping.domain import (
+    AnswerOutcome,
+    Attempt,
+    CarrierAnswer,
+    Package,
+    PackedItem,
+    Shipment,
+    ShipmentRequest,
+    TrackedShipment,
+    TrackingScan,
+)
+from oms_shipping.labels import LABEL_FORMAT
+from oms_shipping.rates import GeoPoint
+
+__all__ = [
+    "insert_shipment",
+    "load_for_answer",
+    "load_shipment",
+    "record_scan",
+    "save_answer",
+    "save_cancel",
+    "save_scan",
+    "tracking_view",
+]
+
+_COLUMNS = """
+       s.shipment_id, s.order_id, s.status, s.request_id, s.warehouse_id, s.method,
+       s.origin_lat, s.origin_lon, s.dest_lat, s.dest_lon, s.attempt, s.carrier, s.service_level,
+       s.cost_minor, s.currency, s.promised_ship_date, s.tracking_number, s.failure_reason, s.reported,
+       ARRAY(SELECT a.carrier FROM booking_attempts a WHERE a.shipment_id = s.shipment_id ORDER BY a.attempt)
+           AS carriers_tried,
+       (SELECT jsonb_agg(jsonb_build_object('id', p.package_id, 'g', p.weight_grams, 'items', p.items) ORDER BY p.seq)
+          FROM shipment_packages p WHERE p.shipment_id = s.shipment_id) AS packages"""
+
+# The f-strings below only join constant fragments of this module: no input reaches the SQL text.
+_LOAD = f"SELECT {_COLUMNS} FROM shipments s WHERE s.shipment_id = $1 FOR UPDATE OF s"  # noqa: S608
+
+_LOAD_FOR_ANSWER = f"""
+SELECT {_COLUMNS},
+       EXISTS (SELECT 1 FROM shipments o WHERE o.tracking_number = $2 AND o.shipment_id <> $1) AS taken
+  FROM shipments s WHERE s.shipment_id = $1 FOR UPDATE OF s
+"""  # noqa: S608
+
+_RECORD_SCAN = f"""
+WITH scan AS (
+    INSERT INTO tracking_events (shipment_id, order_id, carrier, tracking_number, scan, at, detail)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (shipment_id, scan, at) DO NOTHING
+)
+{_LOAD}
+"""  # noqa: S608
+
+_INSERT_SHIPMENT = """
+WITH s AS (
+    INSERT INTO shipments (shipment_id, order_id, status, request_id, warehouse_id, method,
+                           origin_lat, origin_lon, dest_lat, dest_lon, distance_km, zone,
+                           attempt, booking_id, carrier, service_level, cost_minor, currency,
+                           promised_ship_date, failure_reason)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+    ON CONFLICT (shipment_id) DO NOTHING
+    RETURNING shipment_id
+), packages AS (
+    INSERT INTO shipment_packages (shipment_id, package_id, seq, weight_grams, items)
+    SELECT s.shipment_id, e.p ->> 'id', e.seq, (e.p ->> 'g')::integer, e.p -> 'items'
+      FROM s, jsonb_array_elements($21::jsonb) WITH ORDINALITY AS e(p, seq)
+), attempt AS (
+    INSERT INTO booking_attempts (booking_id, shipment_id, attempt, carrier, service_level, cost_minor,
+                                  currency, promised_ship_date, requested_at)
+    SELECT $14, s.shipment_id, $13, $15, $16, $17, $18, $19, $22 FROM s WHERE $14::text IS NOT NULL
+)
+SELECT count(*) FROM s
+"""
+
+_SAVE_ANSWER = """
+WITH answered AS (
+    UPDATE booking_attempts SET status = $2, reason = $3, tracking_number = $4, answered_at = $5
+     WHERE booking_id = $1
+), next_attempt AS (
+    INSERT INTO booking_attempts (booking_id, shipment_id, attempt, carrier, service_level, cost_minor,
+                                  currency, promised_ship_date, requested_at)
+    SELECT $10, $6, $11, $12, $13, $14, $15, $16, $5 WHERE $10::text IS NOT NULL
+), label AS (
+    INSERT INTO labels (shipment_id, tracking_number, carrier, format, content)
+    SELECT $6, $9, $12, $17, $18 WHERE $18::text IS NOT NULL
+)
+UPDATE shipments
+   SET status = $7, failure_reason = $8, tracking_number = $9,
+       booked_at = CASE WHEN $7 = 'booked' THEN $5 ELSE booked_at END,
+       attempt = coalesce($11, attempt), booking_id = coalesce($10, booking_id),
+       carrier = $12, service_level = $13, cost_minor = $14, currency = $15, promised_ship_date = $16,
+       updated_at = now()
+ WHERE shipment_id = $6
+"""
+
+_SAVE_SCAN = """
+UPDATE shipments
+   SET status = $2, reported = $3,
+       dispatched_at = CASE WHEN $4 THEN $5 ELSE dispatched_at END,
+       delivered_at = CASE WHEN $2 = 'delivered' THEN coalesce(delivered_at, $5) ELSE delivered_at END,
+       updated_at = now()
+ WHERE shipment_id = $1
+"""
+
+_SAVE_CANCEL = """
+WITH s AS (
+    INSERT INTO shipments (shipment_id, order_id, status, cancelled_at) VALUES ($1, $2, 'cancelled', $3)
+    ON CONFLICT (shipment_id) DO UPDATE
+       SET status = 'cancelled', cancelled_at = excluded.cancelled_at, updated_at = now()
+), attempt AS (
+    UPDATE booking_attempts SET status = 'cancelled'
+     WHERE booking_id = $4 AND status IN ('requested', 'accepted')
+)
+UPDATE labels SET voided_at = $3 WHERE shipment_id = $1 AND voided_at IS NULL
+"""
+
+_TRACKING_VIEW = """
+SELECT s.shipment_id, s.warehouse_id, s.status, s.carrier, s.service_level, s.tracking_number,
+       s.promised_ship_date, e.scan, e.at, e.detail
+  FROM shipments s
+  LEFT JOIN tracking_events e ON e.shipment_id = s.shipment_id AND e.tracking_number = s.tracking_number
+ WHERE s.order_id = $1 AND s.request_id IS NOT NULL
+ ORDER BY s.created_at, s.shipment_id, e.at, e.id
+"""
+
+
+async def insert_shipment(conn: Connection, shipment: Shipment, at: datetime) -> bool:
+    """Create a new shipment with its parcels and first attempt; False if the shipment id exists."""
+    request, attempt = shipment.request, shipment.attempt
+    assert request is not None
+    packages = [
+        {
+            "id": p.package_id,
+            "g": p.weight_grams,
+            "items": [{"line_no": i.line_no, "sku": i.sku, "quantity": i.quantity} for i in p.items],
+        }
+        for p in request.packages
+    ]
+    created: int = await conn.fetchval(
+        _INSERT_SHIPMENT,
+        shipment.shipment_id,
+        shipment.order_id,
+        shipment.status,
+        request.request_id,
+        request.warehouse_id,
+        request.method,
+        request.origin.lat,
+        request.origin.lon,
+        request.destination.lat,
+        request.destination.lon,
+        request.distance_km,
+        request.zone,
+        *_attempt_columns(attempt),
+        shipment.failure_reason,
+        packages,
+        at,
+    )
+    return created == 1
+
+
+async def load_shipment(conn: Connection, shipment_id: str) -> Shipment | None:
+    """The shipment, its parcels and the carriers tried, locked for this transaction; None if unknown."""
+    row = await conn.fetchrow(_LOAD, shipment_id)
+    return _shipment(row) if row else None
+
+
+async def load_for_answer(
+    conn: Connection, shipment_id: str, tracking_number: str | None
+) -> tuple[Shipment | None, bool]:
+    """The locked shipment, and whether ``tracking_number`` already belongs to another shipment."""
+    row = await conn.fetchrow(_LOAD_FOR_ANSWER, shipment_id, tracking_number)
+    return (_shipment(row), bool(row["taken"])) if row else (None, False)
+
+
+async def record_scan(
+    conn: Connection,
+    *,
+    shipment_id: str,
+    order_id: str,
+    carrier: str,
+    tracking_number: str,
+    scan: str,
+    at: datetime,
+    detail: str,
+) -> Shipment | None:
+    """Store a scan (an identical one once) and return the locked shipment it is about, if known."""
+    row = await conn.fetchrow(_RECORD_SCAN, shipment_id, order_id, carrier, tracking_number, scan, at, detail)
+    return _shipment(row) if row else None
+
+
+async def save_answer(
+    conn: Connection, outcome: AnswerOutcome, answered: Attempt, answer: CarrierAnswer, at: datetime, label: str | None
+) -> None:
+    """Store the effect of a carrier's answer: the attempt's result, the next attempt or the label."""
+    shipment = outcome.shipment
+    result = "accepted" if outcome.kind == "booked" else ("cancelled" if outcome.void else "rejected")
+    new = shipment.attempt if outcome.kind == "retrying" else None
+    current = shipment.attempt
+    assert current is not None
+    await conn.execute(
+        _SAVE_ANSWER,
+        answered.booking_id,
+        result,
+        outcome.refusal or None,
+        answer.tracking_number,
+        at,
+        shipment.shipment_id,
+        shipment.status,
+        shipment.failure_reason,
+        shipment.tracking_number,
+        new.booking_id if new else None,
+        new.attempt if new else None,
+        current.carrier,
+        current.service_level,
+        current.cost_minor,
+        current.currency,
+        current.promised_ship_date,
+        LABEL_FORMAT,
+        label,
+    )
+
+
+async def save_scan(conn: Connection, shipment: Shipment, at: datetime, *, dispatched: bool) -> None:
+    """Store the shipment's status after a scan, and when it was dispatched or delivered."""
+    await conn.execute(_SAVE_SCAN, shipment.shipment_id, shipment.status, sorted(shipment.reported), dispatched, at)
+
+
+async def save_cancel(conn: Connection, shipment: Shipment, at: datetime, void: Attempt | None) -> None:
+    """Mark the shipment (or a tombstone for an unknown id) cancelled; void the booking and label."""
+    await conn.execute(_SAVE_CANCEL, shipment.shipment_id, shipment.order_id, at, void.booking_id if void else None)
+
+
+async def tracking_view(conn: Connection, order_id: str) -> list[TrackedShipment]:
+    """The order's shipments with carrier, tracking number and their scans in time order."""
+    rows = await conn.fetch(_TRACKING_VIEW, order_id)
+    views: dict[str, TrackedShipment] = {}
+    scans: dict[str, list[TrackingScan]] = {}
+    for row in rows:
+        sid = row["shipment_id"]
+        if sid not in views:
+            views[sid] = TrackedShipment(
+                shipment_id=sid,
+                warehouse_id=row["warehouse_id"],
+                status=row["status"],
+                carrier=row["carrier"],
+                service_level=row["service_level"],
+                tracking_number=row["tracking_number"],
+                promised_ship_date=row["promised_ship_date"],
+            )
+            scans[sid] = []
+        if row["scan"] is not None:
+            scans[sid].append(TrackingScan(row["scan"], row["at"], row["detail"]))
+    return [_with_scans(view, tuple(scans[sid])) for sid, view in views.items()]
+
+
+def _with_scans(view: TrackedShipment, scans: tuple[TrackingScan, ...]) -> TrackedShipment:
+    return TrackedShipment(
+        view.shipment_id,
+        view.warehouse_id,
+        view.status,
+        view.carrier,
+        view.service_level,
+        view.tracking_number,
+        view.promised_ship_date,
+        scans,
+    )
+
+
+def _attempt_columns(attempt: Attempt | None) -> tuple[Any, ...]:
+    """$13..$19 of the insert: attempt, booking id, carrier, level, cost, currency, ship date."""
+    if attempt is None:
+        return (0, None, None, None, None, None, None)
+    return (
+        attempt.attempt,
+        attempt.booking_id,
+        attempt.carrier,
+        attempt.service_level,
+        attempt.cost_minor,
+        attempt.currency,
+        attempt.promised_ship_date,
+    )
+
+
+def _shipment(row: asyncpg.Record) -> Shipment:
+    request = None
+    if row["request_id"] is not None:
+        request = ShipmentRequest(
+            request_id=row["request_id"],
+            warehouse_id=row["warehouse_id"],
+            method=row["method"],
+            origin=GeoPoint(row["origin_lat"], row["origin_lon"]),
+            destination=GeoPoint(row["dest_lat"], row["dest_lon"]),
+            packages=tuple(
+                Package(p["id"], p["g"], tuple(PackedItem(i["line_no"], i["sku"], i["quantity"]) for i in p["items"]))
+                for p in row["packages"] or ()
+            ),
+        )
+    attempt = None
+    if row["attempt"] and row["carrier"] is not None:
+        attempt = Attempt(
+            row["shipment_id"],
+            row["attempt"],
+            row["carrier"],
+            row["service_level"],
+            row["cost_minor"],
+            row["currency"],
+            row["promised_ship_date"],
+        )
+    return Shipment(
+        shipment_id=row["shipment_id"],
+        order_id=row["order_id"],
+        status=row["status"],
+        request=request,
+        attempt=attempt,
+        carriers_tried=tuple(row["carriers_tried"]),
+        tracking_number=row["tracking_number"],
+        failure_reason=row["failure_reason"],
+        reported=frozenset(row["reported"]),
+    )
