@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from order_samples import HOSTILE, valid_order
 
 from oms_order import intake
 from oms_order.geo import place
 from oms_shared.contracts.order import order_id_for
+from tests.intake_samples import HOSTILE, valid_order
 
 
 def parse(order: dict[str, object]) -> intake.Valid | intake.Invalid:
