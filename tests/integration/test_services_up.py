@@ -18,8 +18,8 @@ from tests import support
 def launcher(topics: None) -> Iterator[ModuleType]:
     """deploy/services.py with health ports of its own, so a running `make run` is left alone."""
     saved = dict(os.environ)
-    for service in SERVICES:
-        os.environ[f"{service.upper()}_HEALTH_PORT"] = str(support.free_port())
+    for name in (*SERVICES, "warehouse_sim", "carrier_sim"):
+        os.environ[f"{name.upper()}_HEALTH_PORT"] = str(support.free_port())
     spec = importlib.util.spec_from_file_location("oms_services_launcher", support.ROOT / "deploy" / "services.py")
     assert spec is not None
     assert spec.loader is not None
@@ -36,11 +36,11 @@ def launcher(topics: None) -> Iterator[ModuleType]:
 
 
 class TestServicesStart:
-    """`deploy/services.py start` (what `make run` calls) brings all five up, healthy, and stops them."""
+    """`deploy/services.py start` (what `make run` calls) brings the five services and the simulators up."""
 
     def test_start_status_stop(self, launcher: ModuleType) -> None:
         procs = list(launcher.PROCESSES)
-        assert [p.name for p in procs] == list(SERVICES)
+        assert [p.name for p in procs] == [*SERVICES, "warehouse-sim", "carrier-sim"]
         assert launcher.start(procs, timeout=120) == 0
         assert launcher.start(procs, timeout=30) == 0, "a second start is a no-op"
         assert launcher.status(procs) == 0
