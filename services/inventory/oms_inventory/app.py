@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oms_inventory.handlers import COMMAND_HANDLERS, MOVEMENT_HANDLERS
 from oms_inventory.settings import InventorySettings
 from oms_shared import service, topics
 from oms_shared.runtime import Subscription
@@ -16,7 +17,10 @@ def main() -> None:
         service.ServiceSpec(
             name="inventory",
             settings=settings,
-            subscriptions=[Subscription(topics.INVENTORY_COMMANDS, {})],
+            subscriptions=[
+                Subscription(topics.INVENTORY_COMMANDS, COMMAND_HANDLERS),
+                Subscription(topics.INVENTORY_MOVEMENTS, MOVEMENT_HANDLERS),
+            ],
             migrations=["oms_inventory.migrations"],
         )
     )

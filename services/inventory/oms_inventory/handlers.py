@@ -1,0 +1,298 @@
+"""One short function per message inventory consumes: load, decide (domain), write, reply."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import structlog
+
+from oms_inventory import domain, store
+from oms_inventory.domain import (
+    Decision,
+    Line,
+    Point,
+    SourcingPlan,
+    StockLevel,
+    plan_sourcing,
+    reservation_steps,
+)
+from oms_inventory.stock import (
+    Movement,
+    MovementVerdict,
+    WarehouseLevel,
+    availability,
+    judge_movement,
+    plan_write_offs,
+    written_off,
+)
+from oms_shared import topics
+from oms_shared.contracts import Contract
+from oms_shared.contracts.common import Coordinates, LineQuantity
+from oms_shared.contracts.inventory import (
+    Allocation,
+    AvailabilityChanged,
+    CommitStock,
+    ReleaseStock,
+    ReportShortPick,
+    ReserveStock,
+    SafetyStockSet,
+    ShortPickRecorded,
+    StockCommitted,
+    StockMovementRecorded,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+    WarehouseAvailability,
+    WarehouseUpserted,
+)
+from oms_shared.db import Connection
+from oms_shared.errors import RetryableError
+from oms_shared.runtime import Handler, MessageContext
+
+__all__ = ["COMMAND_HANDLERS", "MAX_RESERVE_ATTEMPTS", "MOVEMENT_HANDLERS"]
+
+log = structlog.get_logger(__name__)
+
+#: Plans tried within one transaction when concurrent orders keep taking the chosen rows.
+MAX_RESERVE_ATTEMPTS = 8
+
+
+# --- saga commands -------------------------------------------------------------------
+async def on_reserve_stock(cmd: ReserveStock, ctx: MessageContext) -> None:
+    """Source and reserve the order's lines; a repeat of the request gets the recorded answer."""
+    lines = [Line(line.line_no, line.sku, line.quantity) for line in cmd.lines]
+    skus = sorted({line.sku for line in lines})
+    prior, stock = await store.sourcing_context(ctx.conn, cmd.order_id, cmd.request_id, skus)
+    if prior is not None:
+        log.info("reservation_replayed", decision_id=prior.decision_id)
+        _reply_reservation(ctx, cmd, prior)
+        return
+    ship_to = Point(cmd.ship_to.lat, cmd.ship_to.lon)
+    plan, attempts = await _plan_and_reserve(ctx.conn, cmd, lines, ship_to, stock)
+    decision = Decision.of(uuid.uuid4().hex, plan)
+    levels = await store.record_decision(
+        ctx.conn,
+        order_id=cmd.order_id,
+        request_id=cmd.request_id,
+        decision=decision,
+        ship_to=ship_to,
+        candidates=plan.candidates,
+        attempts=attempts,
+    )
+    if levels is None:
+        raise RetryableError("the same reserve request was recorded concurrently; the retry replays it")
+    log.info(
+        "stock_reserved" if plan.failure is None else "stock_reservation_failed",
+        decision_id=decision.decision_id,
+        reason=plan.failure,
+        warehouses=plan.warehouses,
+        unfilled=len(plan.unfilled),
+        attempts=attempts,
+    )
+    _reply_reservation(ctx, cmd, decision)
+    _publish_availability(ctx, levels)
+
+
+async def on_release_stock(cmd: ReleaseStock, ctx: MessageContext) -> None:
+    """Release the order's active reservations (all, or one warehouse's); fine if there are none."""
+    released, changed = await store.release_reservations(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
+    log.info("stock_released", lines=len(released), warehouse_id=cmd.warehouse_id)
+    reply = StockReleased(order_id=cmd.order_id, request_id=cmd.request_id, released=_allocations(released))
+    ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
+    await _publish_levels(ctx, changed)
+
+
+async def on_commit_stock(cmd: CommitStock, ctx: MessageContext) -> None:
+    """Dispatch: the reservations at the warehouse leave on hand, one 'shipment' movement each."""
+    committed, changed = await store.commit_reservations(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
+    log.info("stock_committed", lines=len(committed), warehouse_id=cmd.warehouse_id)
+    reply = StockCommitted(
+        order_id=cmd.order_id,
+        request_id=cmd.request_id,
+        warehouse_id=cmd.warehouse_id,
+        committed=_allocations(committed),
+    )
+    ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
+    await _publish_levels(ctx, changed)
+
+
+async def on_report_short_pick(cmd: ReportShortPick, ctx: MessageContext) -> None:
+    """Write the missing units off and shrink the order's reservation at that warehouse."""
+    prior, active = await store.short_pick_context(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
+    changed: set[str] = set()
+    if prior is None:
+        cuts = plan_write_offs(active, [Line(s.line_no, s.sku, s.quantity) for s in cmd.shortages])
+        prior = written_off(cuts)
+        written = await store.write_off_short_pick(
+            ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id, cuts, prior
+        )
+        if written is None:
+            raise RetryableError("the same short pick was recorded concurrently; the retry replays it")
+        changed = written
+        log.info("short_pick_recorded", warehouse_id=cmd.warehouse_id, units=sum(w.quantity for w in prior))
+    reply = ShortPickRecorded(
+        order_id=cmd.order_id,
+        request_id=cmd.request_id,
+        warehouse_id=cmd.warehouse_id,
+        written_off=tuple(LineQuantity(line_no=w.line_no, sku=w.sku, quantity=w.quantity) for w in prior),
+    )
+    ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
+    await _publish_levels(ctx, changed)
+
+
+# --- stock movements ------------------------------------------------------------------
+async def on_warehouse_upserted(event: WarehouseUpserted, ctx: MessageContext) -> None:
+    """Register or update a warehouse; opening or closing it changes what its SKUs can promise."""
+    toggled = await store.upsert_warehouse(
+        ctx.conn,
+        warehouse_id=event.warehouse_id,
+        name=event.name,
+        location=Point(event.location.lat, event.location.lon),
+        default_safety_stock=event.default_safety_stock,
+        active=event.active,
+    )
+    log.info("warehouse_upserted", warehouse_id=event.warehouse_id, active=event.active)
+    if toggled:
+        await _publish_levels(ctx, await store.skus_at(ctx.conn, event.warehouse_id))
+
+
+async def on_stock_movement_recorded(event: StockMovementRecorded, ctx: MessageContext) -> None:
+    """Apply a receipt or adjustment once; refuse (and keep) one that cannot apply."""
+    movement = Movement(event.movement_id, event.sku, event.warehouse_id, event.kind, event.quantity, event.reason)
+    verdict = judge_movement(
+        await store.lock_stock_row(ctx.conn, event.sku, event.warehouse_id, event.movement_id), event.quantity
+    )
+    if verdict is MovementVerdict.DUPLICATE:
+        log.info("movement_duplicate_skipped", movement_id=event.movement_id)
+    elif verdict.rejected:
+        log.warning("movement_rejected", verdict=verdict.value, **asdict(movement))
+        await store.reject_movement(ctx.conn, movement, verdict.value)
+    elif await store.apply_movement(ctx.conn, movement):
+        log.info("movement_applied", **asdict(movement))
+        await _publish_levels(ctx, [event.sku])
+
+
+async def on_safety_stock_set(event: SafetyStockSet, ctx: MessageContext) -> None:
+    """Keep units of a SKU back from sale at one warehouse."""
+    if not await store.set_safety_stock(ctx.conn, event.sku, event.warehouse_id, event.safety_stock):
+        log.warning("safety_stock_ignored", reason="unknown_warehouse", warehouse_id=event.warehouse_id)
+        return
+    log.info("safety_stock_set", sku=event.sku, warehouse_id=event.warehouse_id, safety_stock=event.safety_stock)
+    await _publish_levels(ctx, [event.sku])
+
+
+COMMAND_HANDLERS: Mapping[type[Contract], Handler] = {
+    ReserveStock: on_reserve_stock,
+    ReleaseStock: on_release_stock,
+    CommitStock: on_commit_stock,
+    ReportShortPick: on_report_short_pick,
+}
+
+MOVEMENT_HANDLERS: Mapping[type[Contract], Handler] = {
+    WarehouseUpserted: on_warehouse_upserted,
+    StockMovementRecorded: on_stock_movement_recorded,
+    SafetyStockSet: on_safety_stock_set,
+}
+
+
+# --- helpers ------------------------------------------------------------------------
+async def _plan_and_reserve(
+    conn: Connection, cmd: ReserveStock, lines: Sequence[Line], ship_to: Point, stock: Sequence[StockLevel]
+) -> tuple[SourcingPlan, int]:
+    """Plan, reserve; if a concurrent order took a chosen row first, re-read and re-plan (bounded)."""
+    skus = sorted({line.sku for line in lines})
+    for attempt in range(1, MAX_RESERVE_ATTEMPTS + 1):
+        plan = plan_sourcing(
+            lines,
+            ship_to,
+            stock,
+            max_split=cmd.max_split,
+            allow_partial=cmd.allow_partial,
+            exclude=cmd.exclude_warehouses,
+        )
+        if plan.failure is not None or await _reserve(conn, plan):
+            return plan, attempt
+        stock = await store.sourcing_stock(conn, skus)
+    raise RetryableError(f"stock kept changing during {MAX_RESERVE_ATTEMPTS} reservation attempts")
+
+
+async def _reserve(conn: Connection, plan: SourcingPlan) -> bool:
+    """Reserve the plan row by row in the fixed order; on a lost race undo this attempt, return False."""
+    done: list[tuple[str, str, int]] = []
+    for sku, warehouse_id, quantity in reservation_steps(plan.allocations):
+        if not await store.reserve_units(conn, sku, warehouse_id, quantity):
+            log.info("reservation_race_lost", sku=sku, warehouse_id=warehouse_id, quantity=quantity)
+            for step in reversed(done):
+                await store.unreserve_units(conn, *step)
+            return False
+        done.append((sku, warehouse_id, quantity))
+    return True
+
+
+def _reply_reservation(ctx: MessageContext, cmd: ReserveStock, decision: Decision) -> None:
+    reply: Contract
+    unfilled = tuple(LineQuantity(line_no=u.line_no, sku=u.sku, quantity=u.quantity) for u in decision.unfilled)
+    if decision.failure is not None:
+        reply = StockReservationFailed(
+            order_id=cmd.order_id,
+            request_id=cmd.request_id,
+            reason=decision.failure,
+            unfilled=unfilled,
+            decision_id=decision.decision_id,
+        )
+    else:
+        reply = StockReserved(
+            order_id=cmd.order_id,
+            request_id=cmd.request_id,
+            allocations=_allocations(decision.allocations, decision.locations),
+            unfilled=unfilled,
+            decision_id=decision.decision_id,
+        )
+    ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
+
+
+def _allocations(
+    items: Iterable[domain.Allocation], locations: Mapping[str, Point] | None = None
+) -> tuple[Allocation, ...]:
+    where = locations or {}
+    return tuple(
+        Allocation(
+            warehouse_id=a.warehouse_id,
+            line_no=a.line_no,
+            sku=a.sku,
+            quantity=a.quantity,
+            location=Coordinates(lat=p.lat, lon=p.lon) if (p := where.get(a.warehouse_id)) else None,
+        )
+        for a in items
+    )
+
+
+async def _publish_levels(ctx: MessageContext, skus: Iterable[str]) -> None:
+    wanted = set(skus)
+    if wanted:
+        _publish_availability(ctx, await store.stock_levels(ctx.conn, wanted))
+
+
+def _publish_availability(ctx: MessageContext, levels: Sequence[WarehouseLevel]) -> None:
+    """One AvailabilityChanged per SKU, keyed by SKU (the topic is compacted: the last one counts)."""
+    at = datetime.now(UTC)
+    for sku in availability(levels):
+        event = AvailabilityChanged(
+            sku=sku.sku,
+            available=sku.available,
+            warehouses=tuple(
+                WarehouseAvailability(
+                    warehouse_id=w.warehouse_id,
+                    on_hand=w.on_hand,
+                    reserved=w.reserved,
+                    safety_stock=w.safety_stock,
+                    available=w.available,
+                )
+                for w in sku.warehouses
+            ),
+            at=at,
+        )
+        ctx.emit(topics.INVENTORY_AVAILABILITY, event, key=sku.sku)

@@ -1,0 +1,639 @@
+"""Inventory's handlers against the real PostgreSQL: stock rows, ledger, reservations, replies."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from oms_inventory.handlers import (
+    COMMAND_HANDLERS,
+    MOVEMENT_HANDLERS,
+    on_commit_stock,
+    on_release_stock,
+    on_report_short_pick,
+    on_reserve_stock,
+    on_safety_stock_set,
+    on_stock_movement_recorded,
+    on_warehouse_upserted,
+)
+from oms_shared import topics
+from oms_shared.contracts.common import Coordinates, LineQuantity
+from oms_shared.contracts.inventory import (
+    AvailabilityChanged,
+    CommitStock,
+    ReleaseStock,
+    ReportShortPick,
+    ReserveStock,
+    SafetyStockSet,
+    ShortPickRecorded,
+    StockCommitted,
+    StockMovementRecorded,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+    WarehouseUpserted,
+)
+from oms_shared.db import create_pool
+from oms_shared.outbox import OutgoingMessage
+from oms_shared.testing import handle, payloads
+
+BERLIN = Coordinates(lat=52.52, lon=13.405)
+HAMBURG = Coordinates(lat=53.55, lon=9.99)
+MUNICH = Coordinates(lat=48.14, lon=11.58)
+POTSDAM = Coordinates(lat=52.39, lon=13.06)  # ship-to: Berlin is nearest, then Hamburg, then Munich
+
+# The proof of conservation (also in the README): rows where on_hand is not the sum of movements.
+CONSERVATION_BREACHES = """
+SELECT coalesce(s.sku, m.sku) AS sku, coalesce(s.warehouse_id, m.warehouse_id) AS warehouse_id,
+       s.on_hand, m.total
+FROM stock s
+FULL JOIN (SELECT sku, warehouse_id, sum(quantity) AS total FROM movements GROUP BY sku, warehouse_id) m
+  ON m.sku = s.sku AND m.warehouse_id = s.warehouse_id
+WHERE coalesce(s.on_hand, 0) <> coalesce(m.total, 0)
+"""
+
+# Reserved stock is exactly what active reservations hold.
+RESERVATION_BREACHES = """
+SELECT s.sku, s.warehouse_id, s.reserved, coalesce(r.total, 0) AS held
+FROM stock s
+LEFT JOIN (SELECT sku, warehouse_id, sum(quantity) AS total FROM reservations WHERE state = 'active'
+           GROUP BY sku, warehouse_id) r ON r.sku = s.sku AND r.warehouse_id = s.warehouse_id
+WHERE s.reserved <> coalesce(r.total, 0)
+"""
+
+
+@pytest.fixture(scope="module")
+async def pool(fresh_service_db: Any) -> AsyncIterator[asyncpg.Pool[Any]]:
+    db: asyncpg.Pool[Any] = await fresh_service_db("inventory", "oms_inventory.migrations")
+    yield db
+    await db.close()
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class World:
+    """Warehouses and SKUs of one test (unique names, so tests share the database safely)."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self.pool = pool
+        self.tag = uuid.uuid4().hex[:8]
+
+    def wh(self, name: str) -> str:
+        return f"{name}-{self.tag}"
+
+    def sku(self, name: str) -> str:
+        return f"{name}-{self.tag}"
+
+    async def warehouse(self, name: str, where: Coordinates, *, safety: int = 0, active: bool = True) -> str:
+        event = WarehouseUpserted(
+            warehouse_id=self.wh(name), name=name, location=where, default_safety_stock=safety, active=active
+        )
+        await handle(self.pool, on_warehouse_upserted, event)
+        return self.wh(name)
+
+    async def receive(self, sku: str, warehouse_id: str, quantity: int) -> list[OutgoingMessage]:
+        movement = StockMovementRecorded(
+            movement_id=uid("mv"), sku=sku, warehouse_id=warehouse_id, kind="receipt", quantity=quantity
+        )
+        return await handle(self.pool, on_stock_movement_recorded, movement)
+
+    async def level(self, sku: str, warehouse_id: str) -> tuple[int, int, int]:
+        row = await self.pool.fetchrow(
+            "SELECT on_hand, reserved, safety_stock FROM stock WHERE sku = $1 AND warehouse_id = $2", sku, warehouse_id
+        )
+        assert row is not None
+        return row["on_hand"], row["reserved"], row["safety_stock"]
+
+    async def reservations(self, order_id: str) -> list[tuple[int, str, int, str]]:
+        rows = await self.pool.fetch(
+            "SELECT line_no, warehouse_id, quantity, state FROM reservations WHERE order_id = $1"
+            " ORDER BY line_no, warehouse_id",
+            order_id,
+        )
+        return [(r["line_no"], r["warehouse_id"], r["quantity"], r["state"]) for r in rows]
+
+    async def three_warehouses(self, sku: str, berlin: int, hamburg: int, munich: int) -> tuple[str, str, str]:
+        ids = (
+            await self.warehouse("BER", BERLIN),
+            await self.warehouse("HAM", HAMBURG),
+            await self.warehouse("MUC", MUNICH),
+        )
+        for warehouse_id, units in zip(ids, (berlin, hamburg, munich), strict=True):
+            if units:
+                await self.receive(sku, warehouse_id, units)
+        return ids
+
+
+@pytest.fixture
+def world(pool: asyncpg.Pool[Any]) -> World:
+    return World(pool)
+
+
+def reserve(*lines: tuple[str, int], allow_partial: bool = False, **kw: Any) -> ReserveStock:
+    return ReserveStock(
+        order_id=uid("O"),
+        request_id=uid("R"),
+        channel="web",
+        ship_to=POTSDAM,
+        lines=tuple(LineQuantity(line_no=n, sku=sku, quantity=q) for n, (sku, q) in enumerate(lines, start=1)),
+        allow_partial=allow_partial,
+        **kw,
+    )
+
+
+def replies(emitted: list[OutgoingMessage]) -> list[OutgoingMessage]:
+    return [m for m in emitted if m.topic == topics.INVENTORY_REPLIES.name]
+
+
+def availability(emitted: list[OutgoingMessage]) -> dict[str, AvailabilityChanged]:
+    events = [m for m in emitted if m.topic == topics.INVENTORY_AVAILABILITY.name]
+    assert all(m.envelope.key == AvailabilityChanged.model_validate_json(m.envelope.data).sku.encode() for m in events)
+    return {a.sku: a for a in payloads(events, AvailabilityChanged)}
+
+
+async def assert_books_balance(pool: asyncpg.Pool[Any]) -> None:
+    assert await pool.fetch(CONSERVATION_BREACHES) == []
+    assert await pool.fetch(RESERVATION_BREACHES) == []
+
+
+class TestRegistration:
+    """The handlers are registered for every message type of both subscriptions."""
+
+    def test_every_type_has_a_handler(self) -> None:
+        """Four saga commands and three movement events."""
+        assert {t.__name__ for t in COMMAND_HANDLERS} == {
+            "ReserveStock",
+            "ReleaseStock",
+            "CommitStock",
+            "ReportShortPick",
+        }
+        assert {t.__name__ for t in MOVEMENT_HANDLERS} == {
+            "WarehouseUpserted",
+            "StockMovementRecorded",
+            "SafetyStockSet",
+        }
+
+
+class TestReserve:
+    """ReserveStock sources, reserves with conditional updates and records the decision."""
+
+    async def test_nearest_warehouse_is_reserved(self, world: World) -> None:
+        """The whole order goes to the nearest warehouse holding it; the reply names it with its location."""
+        sku = world.sku("A")
+        ber, ham, _ = await world.three_warehouses(sku, 5, 5, 5)
+        cmd = reserve((sku, 2))
+        emitted = await handle(world.pool, on_reserve_stock, cmd)
+        (reply,) = payloads(replies(emitted), StockReserved)
+        assert [(a.warehouse_id, a.line_no, a.quantity) for a in reply.allocations] == [(ber, 1, 2)]
+        assert reply.allocations[0].location == BERLIN
+        assert reply.unfilled == ()
+        assert replies(emitted)[0].envelope.key == cmd.order_id.encode()
+        assert await world.level(sku, ber) == (5, 2, 0)
+        assert await world.level(sku, ham) == (5, 0, 0)
+        assert await world.reservations(cmd.order_id) == [(1, ber, 2, "active")]
+        assert availability(emitted)[sku].available == 13
+        await assert_books_balance(world.pool)
+
+    async def test_decision_is_recorded_with_candidates(self, world: World) -> None:
+        """The operator can see every candidate, its distance, units and score, and what was chosen."""
+        sku = world.sku("A")
+        ber, ham, muc = await world.three_warehouses(sku, 1, 3, 0)
+        cmd = reserve((sku, 3))
+        (reply,) = payloads(await handle(world.pool, on_reserve_stock, cmd), StockReserved)
+        row = await world.pool.fetchrow(
+            "SELECT * FROM sourcing_decisions WHERE order_id = $1 AND request_id = $2", cmd.order_id, cmd.request_id
+        )
+        assert row is not None
+        assert row["decision_id"] == reply.decision_id
+        assert row["outcome"] == "reserved"
+        assert [(c["warehouse_id"], c["fillable_units"], c["pick"]) for c in row["candidates"]] == [
+            (ber, 1, None),
+            (ham, 3, 1),
+        ]
+        assert row["candidates"][0]["distance_km"] < row["candidates"][1]["distance_km"]
+        assert [(a["warehouse_id"], a["quantity"]) for a in row["chosen"]] == [(ham, 3)]
+        assert muc not in str(row["candidates"])
+
+    async def test_split_over_warehouses(self, world: World) -> None:
+        """No single warehouse holds the order: the fewest warehouses that do are reserved."""
+        a, b = world.sku("A"), world.sku("B")
+        ber = await world.warehouse("BER", BERLIN)
+        muc = await world.warehouse("MUC", MUNICH)
+        await world.receive(a, ber, 2)
+        await world.receive(b, muc, 4)
+        cmd = reserve((a, 2), (b, 4))
+        emitted = await handle(world.pool, on_reserve_stock, cmd)
+        (reply,) = payloads(replies(emitted), StockReserved)
+        assert sorted((x.line_no, x.warehouse_id, x.quantity) for x in reply.allocations) == [(1, ber, 2), (2, muc, 4)]
+        assert await world.reservations(cmd.order_id) == [(1, ber, 2, "active"), (2, muc, 4, "active")]
+        assert set(availability(emitted)) == {a, b}
+        await assert_books_balance(world.pool)
+
+    async def test_all_or_nothing_changes_nothing(self, world: World) -> None:
+        """Not enough stock and no partial: a failure reply, no reservation, no availability change."""
+        a, b = world.sku("A"), world.sku("B")
+        ber, _, _ = await world.three_warehouses(a, 2, 0, 0)
+        cmd = reserve((a, 1), (b, 1))
+        emitted = await handle(world.pool, on_reserve_stock, cmd)
+        (reply,) = payloads(replies(emitted), StockReservationFailed)
+        assert reply.reason == "insufficient_stock"
+        assert [(u.line_no, u.quantity) for u in reply.unfilled] == [(2, 1)]
+        assert await world.level(a, ber) == (2, 0, 0)
+        assert await world.reservations(cmd.order_id) == []
+        assert availability(emitted) == {}
+        outcome = await world.pool.fetchval(
+            "SELECT outcome FROM sourcing_decisions WHERE decision_id = $1", reply.decision_id
+        )
+        assert outcome == "failed"
+
+    async def test_out_of_stock(self, world: World) -> None:
+        """No unit anywhere: out_of_stock."""
+        cmd = reserve((world.sku("NONE"), 1), allow_partial=True)
+        (reply,) = payloads(await handle(world.pool, on_reserve_stock, cmd), StockReservationFailed)
+        assert reply.reason == "out_of_stock"
+
+    async def test_partial_reserves_what_it_can(self, world: World) -> None:
+        """With partial allowed the available units are reserved and the rest reported."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 2, 0, 0)
+        cmd = reserve((a, 5), allow_partial=True)
+        (reply,) = payloads(await handle(world.pool, on_reserve_stock, cmd), StockReserved)
+        assert [(x.warehouse_id, x.quantity) for x in reply.allocations] == [(ber, 2)]
+        assert [(u.line_no, u.quantity) for u in reply.unfilled] == [(1, 3)]
+        assert await world.level(a, ber) == (2, 2, 0)
+
+    async def test_safety_stock_from_warehouse_default_is_kept(self, world: World) -> None:
+        """A warehouse's default safety stock applies to its new stock rows and is never reserved."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN, safety=2)
+        ham = await world.warehouse("HAM", HAMBURG)
+        await world.receive(a, ber, 3)
+        await world.receive(a, ham, 3)
+        assert await world.level(a, ber) == (3, 0, 2)
+        cmd = reserve((a, 2))
+        (reply,) = payloads(await handle(world.pool, on_reserve_stock, cmd), StockReserved)
+        assert [(x.warehouse_id, x.quantity) for x in reply.allocations] == [(ham, 2)]
+
+    async def test_inactive_and_excluded_warehouses_are_not_used(self, world: World) -> None:
+        """A closed warehouse and an excluded one are skipped."""
+        a = world.sku("A")
+        ber, ham, muc = await world.three_warehouses(a, 5, 5, 5)
+        await world.warehouse("BER", BERLIN, active=False)
+        cmd = reserve((a, 1), exclude_warehouses=(ham,))
+        (reply,) = payloads(await handle(world.pool, on_reserve_stock, cmd), StockReserved)
+        assert [x.warehouse_id for x in reply.allocations] == [muc]
+        assert await world.level(a, ber) == (5, 0, 0)
+
+    async def test_same_request_twice_has_one_effect(self, world: World) -> None:
+        """A repeated request gets the same reply from the stored decision and reserves nothing more."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 5, 0, 0)
+        cmd = reserve((a, 2))
+        first = await handle(world.pool, on_reserve_stock, cmd)
+        second = await handle(world.pool, on_reserve_stock, cmd)
+        assert payloads(replies(second), StockReserved) == payloads(replies(first), StockReserved)
+        assert availability(second) == {}
+        assert await world.level(a, ber) == (5, 2, 0)
+        assert await world.reservations(cmd.order_id) == [(1, ber, 2, "active")]
+
+    async def test_failed_request_twice_gets_the_same_failure(self, world: World) -> None:
+        """A refused request is remembered: the repeat is refused the same way even if stock arrived."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN)
+        cmd = reserve((a, 2))
+        (first,) = payloads(await handle(world.pool, on_reserve_stock, cmd), StockReservationFailed)
+        await world.receive(a, ber, 10)
+        (second,) = payloads(await handle(world.pool, on_reserve_stock, cmd), StockReservationFailed)
+        assert second == first
+        assert await world.level(a, ber) == (10, 0, 0)
+
+
+class TestRelease:
+    """ReleaseStock gives the order's active reservations back; idempotent; fine with none."""
+
+    async def reserved_split(self, world: World) -> tuple[ReserveStock, str, str, str]:
+        a = world.sku("A")
+        ber, ham, _ = await world.three_warehouses(a, 2, 3, 0)
+        cmd = reserve((a, 5))
+        await handle(world.pool, on_reserve_stock, cmd)
+        return cmd, a, ber, ham
+
+    async def test_release_all(self, world: World) -> None:
+        """Every active reservation is released and its units become available again."""
+        cmd, a, ber, ham = await self.reserved_split(world)
+        release = ReleaseStock(order_id=cmd.order_id, request_id=uid("R"))
+        emitted = await handle(world.pool, on_release_stock, release)
+        (reply,) = payloads(replies(emitted), StockReleased)
+        assert sorted((x.warehouse_id, x.quantity) for x in reply.released) == sorted([(ber, 2), (ham, 3)])
+        assert await world.level(a, ber) == (2, 0, 0)
+        assert await world.level(a, ham) == (3, 0, 0)
+        assert {state for *_, state in await world.reservations(cmd.order_id)} == {"released"}
+        assert availability(emitted)[a].available == 5
+        await assert_books_balance(world.pool)
+
+    async def test_release_one_warehouse(self, world: World) -> None:
+        """With a warehouse id only that warehouse's reservations are released."""
+        cmd, a, ber, ham = await self.reserved_split(world)
+        release = ReleaseStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ham)
+        (reply,) = payloads(await handle(world.pool, on_release_stock, release), StockReleased)
+        assert [(x.warehouse_id, x.quantity) for x in reply.released] == [(ham, 3)]
+        assert await world.level(a, ber) == (2, 2, 0)
+        assert await world.level(a, ham) == (3, 0, 0)
+
+    async def test_release_twice_has_one_effect(self, world: World) -> None:
+        """The repeat gets the same reply and releases nothing again, even a newer reservation."""
+        cmd, a, ber, _ = await self.reserved_split(world)
+        release = ReleaseStock(order_id=cmd.order_id, request_id=uid("R"))
+        (first,) = payloads(await handle(world.pool, on_release_stock, release), StockReleased)
+        again = ReserveStock(
+            **{**cmd.model_dump(), "request_id": uid("R"), "lines": (LineQuantity(line_no=1, sku=a, quantity=1),)}
+        )
+        await handle(world.pool, on_reserve_stock, again)
+        emitted = await handle(world.pool, on_release_stock, release)
+        assert payloads(replies(emitted), StockReleased) == [first]
+        assert availability(emitted) == {}
+        assert await world.level(a, ber) == (2, 1, 0)
+        await assert_books_balance(world.pool)
+
+    async def test_release_without_reservations(self, world: World) -> None:
+        """Nothing was ever reserved: an empty release, no error."""
+        release = ReleaseStock(order_id=uid("O"), request_id=uid("R"))
+        emitted = await handle(world.pool, on_release_stock, release)
+        (reply,) = payloads(replies(emitted), StockReleased)
+        assert reply.released == ()
+        assert availability(emitted) == {}
+
+
+class TestCommit:
+    """CommitStock ships the reservations at one warehouse: on hand and reserved go down, with movements."""
+
+    async def test_commit_ships_and_records_movements(self, world: World) -> None:
+        """One 'shipment' movement per reservation; conservation holds."""
+        a, b = world.sku("A"), world.sku("B")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 5)
+        await world.receive(b, ber, 5)
+        cmd = reserve((a, 2), (b, 1))
+        await handle(world.pool, on_reserve_stock, cmd)
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ber)
+        emitted = await handle(world.pool, on_commit_stock, commit)
+        (reply,) = payloads(replies(emitted), StockCommitted)
+        assert [(x.line_no, x.sku, x.quantity) for x in reply.committed] == [(1, a, 2), (2, b, 1)]
+        assert await world.level(a, ber) == (3, 0, 0)
+        assert await world.level(b, ber) == (4, 0, 0)
+        movements = await world.pool.fetch(
+            "SELECT movement_id, kind, quantity FROM movements WHERE order_id = $1 ORDER BY movement_id", cmd.order_id
+        )
+        assert [(m["movement_id"], m["kind"], m["quantity"]) for m in movements] == [
+            (f"commit:{cmd.order_id}:{ber}:1:{cmd.request_id}", "shipment", -2),
+            (f"commit:{cmd.order_id}:{ber}:2:{cmd.request_id}", "shipment", -1),
+        ]
+        assert {state for *_, state in await world.reservations(cmd.order_id)} == {"committed"}
+        assert availability(emitted)[a].warehouses[0].on_hand == 3
+        await assert_books_balance(world.pool)
+
+    async def test_commit_only_that_warehouse(self, world: World) -> None:
+        """Reservations at other warehouses stay active."""
+        a = world.sku("A")
+        ber, ham, _ = await world.three_warehouses(a, 2, 3, 0)
+        cmd = reserve((a, 5))
+        await handle(world.pool, on_reserve_stock, cmd)
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ham)
+        (reply,) = payloads(await handle(world.pool, on_commit_stock, commit), StockCommitted)
+        assert [(x.warehouse_id, x.quantity) for x in reply.committed] == [(ham, 3)]
+        assert await world.level(a, ham) == (0, 0, 0)
+        assert await world.level(a, ber) == (2, 2, 0)
+
+    async def test_commit_twice_has_one_effect(self, world: World) -> None:
+        """The repeat gets the same reply; stock and movements change once."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 4, 0, 0)
+        cmd = reserve((a, 3))
+        await handle(world.pool, on_reserve_stock, cmd)
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ber)
+        (first,) = payloads(await handle(world.pool, on_commit_stock, commit), StockCommitted)
+        emitted = await handle(world.pool, on_commit_stock, commit)
+        assert payloads(replies(emitted), StockCommitted) == [first]
+        assert availability(emitted) == {}
+        assert await world.level(a, ber) == (1, 0, 0)
+        assert await world.pool.fetchval("SELECT count(*) FROM movements WHERE order_id = $1", cmd.order_id) == 1
+
+
+class TestShortPick:
+    """ReportShortPick writes the missing units off and shrinks the reservation."""
+
+    async def test_write_off_shrinks_reservation(self, world: World) -> None:
+        """Missing units leave on hand and reserved, as a keyed write_off movement."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 5, 0, 0)
+        cmd = reserve((a, 3))
+        await handle(world.pool, on_reserve_stock, cmd)
+        short = ReportShortPick(
+            order_id=cmd.order_id,
+            request_id=uid("R"),
+            warehouse_id=ber,
+            shortages=(LineQuantity(line_no=1, sku=a, quantity=2),),
+        )
+        emitted = await handle(world.pool, on_report_short_pick, short)
+        (reply,) = payloads(replies(emitted), ShortPickRecorded)
+        assert [(w.line_no, w.quantity) for w in reply.written_off] == [(1, 2)]
+        assert await world.level(a, ber) == (3, 1, 0)
+        assert await world.reservations(cmd.order_id) == [(1, ber, 1, "active")]
+        movement = await world.pool.fetchrow(
+            "SELECT kind, quantity FROM movements WHERE movement_id = $1", f"shortpick:{short.request_id}:1"
+        )
+        assert movement is not None
+        assert (movement["kind"], movement["quantity"]) == ("write_off", -2)
+        assert availability(emitted)[a].available == 2
+        await assert_books_balance(world.pool)
+
+    async def test_short_pick_twice_has_one_effect(self, world: World) -> None:
+        """The repeat gets the same reply and writes nothing off again."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 5, 0, 0)
+        cmd = reserve((a, 3))
+        await handle(world.pool, on_reserve_stock, cmd)
+        short = ReportShortPick(
+            order_id=cmd.order_id,
+            request_id=uid("R"),
+            warehouse_id=ber,
+            shortages=(LineQuantity(line_no=1, sku=a, quantity=1),),
+        )
+        (first,) = payloads(await handle(world.pool, on_report_short_pick, short), ShortPickRecorded)
+        emitted = await handle(world.pool, on_report_short_pick, short)
+        assert payloads(replies(emitted), ShortPickRecorded) == [first]
+        assert await world.level(a, ber) == (4, 2, 0)
+
+    async def test_whole_line_missing_closes_the_reservation(self, world: World) -> None:
+        """All units missing: the reservation is written off and a later commit ships nothing of it."""
+        a, b = world.sku("A"), world.sku("B")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 2)
+        await world.receive(b, ber, 2)
+        cmd = reserve((a, 2), (b, 1))
+        await handle(world.pool, on_reserve_stock, cmd)
+        short = ReportShortPick(
+            order_id=cmd.order_id,
+            request_id=uid("R"),
+            warehouse_id=ber,
+            shortages=(LineQuantity(line_no=1, sku=a, quantity=5),),
+        )
+        (reply,) = payloads(await handle(world.pool, on_report_short_pick, short), ShortPickRecorded)
+        assert [(w.line_no, w.quantity) for w in reply.written_off] == [(1, 2)]
+        assert await world.reservations(cmd.order_id) == [(1, ber, 0, "written_off"), (2, ber, 1, "active")]
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ber)
+        (committed,) = payloads(await handle(world.pool, on_commit_stock, commit), StockCommitted)
+        assert [(x.line_no, x.quantity) for x in committed.committed] == [(2, 1)]
+        assert await world.level(a, ber) == (0, 0, 0)
+        await assert_books_balance(world.pool)
+
+
+class TestMovements:
+    """Receipts and adjustments apply once; impossible ones are kept as rejected."""
+
+    async def test_receipt_creates_stock_and_publishes_availability(self, world: World) -> None:
+        """The first receipt creates the row (warehouse default safety stock) and announces the SKU."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN, safety=1)
+        emitted = await world.receive(a, ber, 7)
+        assert await world.level(a, ber) == (7, 0, 1)
+        event = availability(emitted)[a]
+        assert event.available == 6
+        assert [(w.warehouse_id, w.on_hand, w.safety_stock) for w in event.warehouses] == [(ber, 7, 1)]
+
+    async def test_same_movement_twice_counts_once(self, world: World) -> None:
+        """The movement id is the idempotency key."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN)
+        movement = StockMovementRecorded(movement_id=uid("mv"), sku=a, warehouse_id=ber, kind="receipt", quantity=4)
+        await handle(world.pool, on_stock_movement_recorded, movement)
+        emitted = await handle(world.pool, on_stock_movement_recorded, movement)
+        assert await world.level(a, ber) == (4, 0, 0)
+        assert availability(emitted) == {}
+        await assert_books_balance(world.pool)
+
+    @pytest.mark.parametrize(("quantity", "reason"), [(-3, "below_reserved"), (-6, "negative_on_hand")])
+    async def test_impossible_adjustment_is_rejected(self, world: World, quantity: int, reason: str) -> None:
+        """An adjustment below reserved or below zero changes nothing and is kept with its reason."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 5, 0, 0)
+        await handle(world.pool, on_reserve_stock, reserve((a, 3)))
+        movement = StockMovementRecorded(
+            movement_id=uid("mv"), sku=a, warehouse_id=ber, kind="adjustment", quantity=quantity
+        )
+        emitted = await handle(world.pool, on_stock_movement_recorded, movement)
+        assert emitted == []
+        assert await world.level(a, ber) == (5, 3, 0)
+        stored = await world.pool.fetchval(
+            "SELECT reason FROM rejected_movements WHERE movement_id = $1", movement.movement_id
+        )
+        assert stored == reason
+        assert (
+            await world.pool.fetchval("SELECT count(*) FROM movements WHERE movement_id = $1", movement.movement_id)
+            == 0
+        )
+
+    async def test_adjustment_down_to_reserved_applies(self, world: World) -> None:
+        """A stock count may take on hand down to exactly what is reserved."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 5, 0, 0)
+        await handle(world.pool, on_reserve_stock, reserve((a, 3)))
+        movement = StockMovementRecorded(movement_id=uid("mv"), sku=a, warehouse_id=ber, kind="adjustment", quantity=-2)
+        await handle(world.pool, on_stock_movement_recorded, movement)
+        assert await world.level(a, ber) == (3, 3, 0)
+        await assert_books_balance(world.pool)
+
+    async def test_unknown_warehouse_is_rejected(self, world: World) -> None:
+        """A movement for a warehouse never registered is kept as rejected and creates no stock."""
+        a = world.sku("A")
+        movement = StockMovementRecorded(
+            movement_id=uid("mv"), sku=a, warehouse_id=world.wh("NOWHERE"), kind="receipt", quantity=3
+        )
+        assert await handle(world.pool, on_stock_movement_recorded, movement) == []
+        assert await world.pool.fetchval("SELECT count(*) FROM stock WHERE sku = $1", a) == 0
+        stored = await world.pool.fetchval(
+            "SELECT reason FROM rejected_movements WHERE movement_id = $1", movement.movement_id
+        )
+        assert stored == "unknown_warehouse"
+
+    async def test_safety_stock_set(self, world: World) -> None:
+        """Safety stock is set on the row and availability drops by it."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 5, 0, 0)
+        event = SafetyStockSet(sku=a, warehouse_id=ber, safety_stock=4)
+        emitted = await handle(world.pool, on_safety_stock_set, event)
+        assert await world.level(a, ber) == (5, 0, 4)
+        assert availability(emitted)[a].available == 1
+
+    async def test_safety_stock_for_unknown_warehouse_is_ignored(self, world: World) -> None:
+        """No warehouse, no row, no availability event."""
+        a = world.sku("A")
+        event = SafetyStockSet(sku=a, warehouse_id=world.wh("NOWHERE"), safety_stock=4)
+        assert await handle(world.pool, on_safety_stock_set, event) == []
+        assert await world.pool.fetchval("SELECT count(*) FROM stock WHERE sku = $1", a) == 0
+
+    async def test_closing_a_warehouse_publishes_its_skus(self, world: World) -> None:
+        """Deactivating a warehouse announces the lower availability of every SKU it holds."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 5, 2, 0)
+        emitted = await handle(
+            world.pool,
+            on_warehouse_upserted,
+            WarehouseUpserted(warehouse_id=ber, name="BER", location=BERLIN, active=False),
+        )
+        assert availability(emitted)[a].available == 2
+        moved = await handle(
+            world.pool,
+            on_warehouse_upserted,
+            WarehouseUpserted(warehouse_id=ber, name="BER", location=POTSDAM, active=False),
+        )
+        assert moved == []
+        assert await world.pool.fetchval("SELECT lat FROM warehouses WHERE id = $1", ber) == POTSDAM.lat
+
+
+class TestDatabaseRefusesOversell:
+    """The CHECK constraint stops an oversell whatever code runs."""
+
+    async def test_reserved_above_on_hand_is_refused(self, world: World) -> None:
+        """A direct UPDATE reserving more than on hand raises CheckViolation."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 3, 0, 0)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await world.pool.execute(
+                "UPDATE stock SET reserved = on_hand + 1 WHERE sku = $1 AND warehouse_id = $2", a, ber
+            )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await world.pool.execute("UPDATE stock SET on_hand = -1 WHERE sku = $1 AND warehouse_id = $2", a, ber)
+        assert await world.level(a, ber) == (3, 0, 0)
+
+
+class TestConcurrentReservations:
+    """Many orders racing for the last units never oversell."""
+
+    async def test_fifty_orders_for_twenty_units(self, world: World, stack: Any) -> None:
+        """50 concurrent one-unit orders on 20 units over 3 warehouses: exactly 20 reserved, 30 refused."""
+        a = world.sku("HOT")
+        ids = await world.three_warehouses(a, 7, 7, 6)
+        dsn = await stack.provision_service(stack.admin_url(), "inventory_test")
+        racing = await create_pool(dsn, size=50)
+        try:
+            commands = [reserve((a, 1)) for _ in range(50)]
+            results = await asyncio.gather(*(handle(racing, on_reserve_stock, cmd) for cmd in commands))
+        finally:
+            await racing.close()
+        reserved = [r for emitted in results for r in payloads(replies(emitted), StockReserved)]
+        failed = [r for emitted in results for r in payloads(replies(emitted), StockReservationFailed)]
+        assert (len(reserved), len(failed)) == (20, 30)
+        assert {f.reason for f in failed} == {"out_of_stock"}
+        levels = [await world.level(a, wh) for wh in ids]
+        assert sum(reserved_units for _, reserved_units, _ in levels) == 20
+        assert all(r <= on_hand for on_hand, r, _ in levels)
+        assert await world.pool.fetchval("SELECT sum(quantity) FROM reservations WHERE sku = $1", a) == 20
+        await assert_books_balance(world.pool)
