@@ -257,6 +257,10 @@ class _Step:
         s = self.saga
         f.compensation = why
         previous, f.status = f.status, "compensating"
+        # Replies to this fulfillment's forward steps are moot now: stop waiting (and re-sending).
+        s.pending = {
+            k: p for k, p in s.pending.items() if not (p.fulfillment_id == f.fulfillment_id and p.kind in _FORWARD)
+        }
         if previous in ("booking", "booked"):
             self.send(
                 "cancel_shipment",
@@ -322,6 +326,10 @@ class _Step:
             return
         s.phase = "cancelled"
         self.status("cancelled", s.cancel_reason or "order cancelled", refunded=s.refunded)
+
+
+#: Forward steps of a fulfillment, abandoned when it is compensated.
+_FORWARD = frozenset({"fulfil", "book"})
 
 
 def _create_fulfillment(order_id: str, fid: str, warehouse_id: str, units: list[Units]) -> Callable[[str], Contract]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from oms_order.saga_state import Saga, Status
 from oms_shared.db import Connection
 
@@ -146,18 +148,19 @@ async def append_statuses(conn: Connection, order_id: str, statuses: list[Status
             SELECT status FROM status_history WHERE order_id = $1 ORDER BY seq DESC LIMIT 1
         ), new AS (
             SELECT base.seq + u.n AS seq, u.s, u.r, u.d
-            FROM base, unnest($2::text[], $3::jsonb[], $4::jsonb[]) WITH ORDINALITY AS u(s, r, d, n)
+            FROM base, unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(s, r, d, n)
         )
         INSERT INTO status_history (order_id, seq, status, previous_status, reasons, details, at)
         SELECT $1, seq, s, coalesce(lag(s) OVER (ORDER BY seq), (SELECT status FROM last)),
-               ARRAY(SELECT jsonb_array_elements_text(r)), d, $5
+               ARRAY(SELECT jsonb_array_elements_text(r::jsonb)), d::jsonb, $5
         FROM new
         RETURNING seq, previous_status
         """,
         order_id,
         [s.status for s in statuses],
-        [list(s.reasons) for s in statuses],
-        [s.details for s in statuses],
+        # JSON text, not lists: asyncpg would read a list of lists as a 2-D array.
+        [orjson.dumps(list(s.reasons)).decode() for s in statuses],
+        [orjson.dumps(s.details).decode() for s in statuses],
         at,
     )
     by_seq = sorted((row["seq"], row["previous_status"]) for row in rows)

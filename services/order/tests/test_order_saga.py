@@ -200,6 +200,28 @@ class TestCancellation:
         d.feed(ShipmentCancelled(order_id=void.order_id, request_id=void.request_id, shipment_id=void.shipment_id))
         assert d.one(CancelFulfillment).fulfillment_id == create.fulfillment_id
 
+    def test_while_the_carrier_has_not_answered(self) -> None:
+        d = Driver(new_saga())
+        d.feed(reserved(d.one(ReserveStock)))
+        create = d.one(CreateFulfillment)
+        d.feed(started(create))
+        d.feed(packed(create))
+        book = d.one(BookShipment)
+        d.feed(CancelRequested("changed my mind"))
+        assert all(p.kind != "book" for p in d.saga.pending.values()), "the booking reply is no longer awaited"
+        void = d.one(CancelShipment)
+        late = d.feed(booked(book))
+        assert not late.commands, "a late booking answer changes nothing"
+        d.feed(ShipmentCancelled(order_id=void.order_id, request_id=void.request_id, shipment_id=void.shipment_id))
+        cancel = d.one(CancelFulfillment)
+        d.feed(FulfillmentCancelled(order_id=cancel.order_id, request_id=cancel.request_id,
+                                    fulfillment_id=cancel.fulfillment_id))  # fmt: skip
+        d.feed(released(d.one(ReleaseStock)))
+        d.feed(released(d.one(ReleaseStock)))
+        d.feed(refunded(d.one(IssueRefund)))
+        assert d.saga.phase == "cancelled"
+        assert d.saga.closed
+
     def test_after_dispatch_is_refused(self) -> None:
         d = Driver(new_saga())
         d.feed(reserved(d.one(ReserveStock)))
