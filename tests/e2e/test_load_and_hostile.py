@@ -122,6 +122,11 @@ class TestThousandOrdersWithFaults:
             assert counts.get("short_picked", 0) > 0, "short picks were injected"
             assert counts.get("completed", 0) > 900, counts
             assert report.orders == 1000
+            assert report.stuck == 0, "no parcel is lost in this run, so nothing may be parked"
+            for proc in journey.processes.values():
+                health = proc.health()
+                assert health is not None
+                assert health["dead_lettered"] == 0, f"{proc.name} dead-lettered messages"
         finally:
             for name, _, _ in SIMULATORS:
                 journey.processes[name].terminate()

@@ -272,7 +272,7 @@ WITH claim AS (
     WHERE st.sku = p.sku AND st.warehouse_id = $3
 ), moved AS (
     INSERT INTO movements (movement_id, sku, warehouse_id, kind, quantity, order_id, reason)
-    SELECT 'shortpick:' || $2 || ':' || line_no, sku, $3, 'write_off', -sum(units)::int, $1, 'short pick'
+    SELECT 'shortpick:' || $1 || ':' || $2 || ':' || line_no, sku, $3, 'write_off', -sum(units)::int, $1, 'short pick'
     FROM r GROUP BY line_no, sku
 )
 SELECT (SELECT count(*) FROM claim) AS claimed, (SELECT array_agg(DISTINCT sku) FROM r) AS skus

@@ -447,7 +447,8 @@ class TestShortPick:
         assert await world.level(a, ber) == (3, 1, 0)
         assert await world.reservations(cmd.order_id) == [(1, ber, 1, "active")]
         movement = await world.pool.fetchrow(
-            "SELECT kind, quantity FROM movements WHERE movement_id = $1", f"shortpick:{short.request_id}:1"
+            "SELECT kind, quantity FROM movements WHERE movement_id = $1",
+            f"shortpick:{short.order_id}:{short.request_id}:1",
         )
         assert movement is not None
         assert (movement["kind"], movement["quantity"]) == ("write_off", -2)
