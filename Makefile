@@ -5,7 +5,7 @@ VENV_STAMP := .venv/.stamp
 # Installable packages besides shared/: every services/<name>/ with a pyproject.toml.
 SERVICE_PROJECTS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml simulators/pyproject.toml))
 
-.PHONY: venv up down status run stop services-status test check lint types imports
+.PHONY: venv up down status run stop services-status test check lint types imports demo invariants asyncapi
 
 # Rebuilt only when the pinned requirements (or a package's metadata) change.
 venv: $(VENV_STAMP)
@@ -53,3 +53,15 @@ types: venv
 
 imports: venv
 	.venv/bin/lint-imports
+
+# Place a few orders on the running OMS (after `make run`) and print their timelines.
+demo: venv
+	$(PY) tools/demo.py
+
+# Check every invariant of ARCHITECTURE.md §7 across the service databases.
+invariants: venv
+	$(PY) tools/invariants.py
+
+# Regenerate docs/asyncapi.yaml from the contracts.
+asyncapi: venv
+	$(PY) tools/asyncapi.py
