@@ -5,7 +5,7 @@ VENV_STAMP := .venv/.stamp
 # Installable packages besides shared/: every services/<name>/ with a pyproject.toml.
 SERVICE_PROJECTS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml simulators/pyproject.toml))
 
-.PHONY: venv up down status run stop services-status test check lint types imports demo invariants asyncapi
+.PHONY: venv up down status run stop services-status test check lint types imports demo invariants asyncapi bench bench-quick
 
 # Rebuilt only when the pinned requirements (or a package's metadata) change.
 venv: $(VENV_STAMP)
@@ -65,3 +65,16 @@ invariants: venv
 # Regenerate docs/asyncapi.yaml from the contracts.
 asyncapi: venv
 	$(PY) tools/asyncapi.py
+
+# The benchmark (bench/README.md): our journey stepped to its maximum sustainable rate,
+# beside raw Kafka, raw PostgreSQL and a DBOS peer; writes bench/results/<date>.{json,md,png}.
+BENCH_VENV_STAMP := .venv/.bench-stamp
+$(BENCH_VENV_STAMP): requirements-bench.txt $(VENV_STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: up $(BENCH_VENV_STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-quick: up $(BENCH_VENV_STAMP)
+	$(PY) bench/run.py --rates 50,150,300 --step-s 20 $(BENCH_ARGS)

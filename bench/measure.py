@@ -1,0 +1,205 @@
+"""What the benchmark measures while load runs: status times, consumer backlog, CPU and memory.
+
+- :class:`StatusCollector` follows the public status topic (as any subscriber would)
+  and keeps, per order, the ``at`` time of its first accepted / reserved / shipped event.
+- :func:`backlog` sums, per consumer group, end offset minus committed offset.
+- :class:`ResourceSampler` samples CPU and RSS of the services, Kafka and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from oms_shared import topics
+
+MILESTONES = ("accepted", "reserved", "shipped")
+
+
+class StatusCollector:
+    """Follows ``oms.order.status.v1`` from now on and records milestone times per order."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.times: dict[str, dict[str, float]] = defaultdict(dict)
+        self.events = 0
+        self._consumer = AIOKafkaConsumer(
+            topics.ORDER_STATUS.name, bootstrap_servers=bootstrap, group_id=f"bench-status-{uuid.uuid4()}",
+            auto_offset_reset="latest", enable_auto_commit=False, max_poll_records=2000,
+        )  # fmt: skip
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        while not self._consumer.assignment():
+            await self._consumer.getmany(timeout_ms=200)
+        for tp in self._consumer.assignment():
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            for records in (await self._consumer.getmany(timeout_ms=200, max_records=2000)).values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    self.events += 1
+                    status = event["status"]
+                    if status in MILESTONES or status == "partially_reserved":
+                        key = "reserved" if status == "partially_reserved" else status
+                        at = _epoch(event["at"])
+                        self.times[event["order_id"]].setdefault(key, at)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max in milliseconds of latencies given in seconds."""
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "max": float("nan"), "n": 0}
+    ordered = sorted(values)
+    cut = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else ordered * 99
+
+    def ms(x: float) -> float:
+        return round(x * 1000, 1)
+
+    return {"p50": ms(cut[49]), "p95": ms(cut[94]), "p99": ms(cut[98]), "max": ms(ordered[-1]), "n": len(ordered)}
+
+
+def latencies(published: dict[str, float], collector: StatusCollector) -> dict[str, dict[str, float]]:
+    """Per milestone: percentiles of (event time - publish time) over the published orders."""
+    result = {}
+    for milestone in MILESTONES:
+        values = [collector.times[o][milestone] - t for o, t in published.items() if milestone in collector.times[o]]
+        result[milestone] = percentiles(values)
+    return result
+
+
+async def backlog(bootstrap: str, groups: list[str]) -> dict[str, int]:
+    """Messages not yet consumed, per consumer group (end offset - committed offset, summed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        result = {}
+        for group in groups:
+            committed: dict[TopicPartition, Any] = await admin.list_consumer_group_offsets(group)
+            if not committed:
+                result[group] = 0
+                continue
+            ends = await consumer.end_offsets(list(committed))
+            result[group] = sum(max(0, ends[tp] - meta.offset) for tp, meta in committed.items() if meta.offset >= 0)
+        return result
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+@dataclass
+class ProcessGroup:
+    """A named set of OS processes measured together (e.g. every PostgreSQL backend)."""
+
+    name: str
+    pids: list[int]
+    cpu_s_start: float = 0.0
+    peak_rss_mb: float = 0.0
+    cpu_s: float = 0.0
+    _procs: list[psutil.Process] = field(default_factory=list)
+
+
+def find_processes() -> list[ProcessGroup]:
+    """The OMS services and simulators (by module), Kafka (java kafka.Kafka), PostgreSQL (every postgres process)."""
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        argv = proc.info["cmdline"] or []
+        cmd = " ".join(argv)
+        if "kafka.Kafka" in cmd:
+            by_name["kafka"].append(proc.info["pid"])
+        elif proc.info["name"] == "postgres":
+            by_name["postgres"].append(proc.info["pid"])
+        elif "-m" in argv and argv.index("-m") + 1 < len(argv):
+            module = argv[argv.index("-m") + 1]
+            if module.startswith(("oms_", "tests.harness")) and "pytest" not in cmd:
+                by_name[module.removeprefix("oms_")].append(proc.info["pid"])
+    return [ProcessGroup(name, pids) for name, pids in sorted(by_name.items())]
+
+
+class ResourceSampler:
+    """CPU seconds used and peak RSS over a window, per process group."""
+
+    def __init__(self, groups: list[ProcessGroup], interval_s: float = 1.0) -> None:
+        self.groups = groups
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._started = 0.0
+
+    def _cpu(self, group: ProcessGroup) -> float:
+        total = 0.0
+        for pid in group.pids:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system
+        if group.name == "postgres":  # backends come and go: count every current postgres process
+            for proc in psutil.process_iter(["name", "cmdline"]):
+                if proc.pid not in group.pids and (proc.info["name"] == "postgres"):
+                    with contextlib.suppress(psutil.Error):
+                        group.pids.append(proc.pid)
+                        times = proc.cpu_times()
+                        total += times.user + times.system
+        return total
+
+    def _rss(self, group: ProcessGroup) -> float:
+        total = 0
+        for pid in group.pids:
+            with contextlib.suppress(psutil.Error):
+                total += psutil.Process(pid).memory_info().rss
+        return total / 2**20
+
+    async def start(self) -> None:
+        self._started = time.monotonic()
+        for group in self.groups:
+            group.cpu_s_start = self._cpu(group)
+            group.peak_rss_mb = self._rss(group)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            for group in self.groups:
+                group.peak_rss_mb = max(group.peak_rss_mb, self._rss(group))
+
+    async def stop(self) -> dict[str, dict[str, float]]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        elapsed = time.monotonic() - self._started
+        result = {}
+        for group in self.groups:
+            used = self._cpu(group) - group.cpu_s_start
+            result[group.name] = {
+                "cpu_pct": round(100 * used / elapsed, 1) if elapsed else 0.0,
+                "peak_rss_mb": round(group.peak_rss_mb, 1),
+            }
+        return result

