@@ -248,15 +248,45 @@ def _backlog_growth(series: list[tuple[float, int]]) -> float:
     return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den, 2) if den else 0.0
 
 
+async def drain(timeout_s: float = 600.0) -> int:
+    """Wait until every consumer group has caught up, so one step's backlog does not spill into the next."""
+    deadline = time.monotonic() + timeout_s
+    left = sum((await backlog(bootstrap(), GROUPS)).values())
+    while left > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(2)
+        left = sum((await backlog(bootstrap(), GROUPS)).values())
+    return left
+
+
 # --- baselines --------------------------------------------------------------------------
 
 
 def run_json(args: list[str], timeout: float) -> dict[str, Any]:
-    """Run a baseline script that prints its result as the last line of JSON."""
+    """Run a baseline script that prints its result as JSON on its last line (or writes it to --json)."""
     done = subprocess.run([python(), *args], capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         return {"error": (done.stderr or done.stdout)[-2000:]}
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    for line in reversed(done.stdout.strip().splitlines()):
+        try:
+            result: dict[str, Any] = json.loads(line)
+            return result
+        except ValueError:
+            continue
+    return {"error": f"no JSON result in the output: {done.stdout[-1000:]}"}
+
+
+def run_peer(rate: float, duration: float, skus: int) -> dict[str, Any]:
+    """One step of the DBOS peer, its result read from the file it writes."""
+    out = BENCH / "results" / "tmp" / f"dbos-{uuid.uuid4().hex[:8]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [python(), str(BENCH / "dbos_peer.py"), "--rate", str(rate), "--duration", str(duration), "--skus", str(skus),
+         "--json", str(out)], capture_output=True, text=True, timeout=duration * 6 + 300, check=False,
+    )  # fmt: skip
+    if done.returncode != 0 or not out.exists():
+        return {"offered_rate": rate, "error": (done.stderr or done.stdout)[-2000:]}
+    result: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
     return result
 
 
@@ -393,11 +423,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine(), "settings": vars(args)}
     steps = []
     for rate in args.rates:
+        await drain()
         print(f"step: {rate} orders/s for {args.step_s} s ...", flush=True)
         outcome = await step(rate, args.step_s, args.skus, grace_s=args.grace_s)
         steps.append(outcome)
         print(f"  reserved p99 {outcome['latency_ms']['reserved']['p99']} ms, shipped/s "
               f"{outcome['throughput_shipped']}, sustainable {outcome['sustainable']}", flush=True)  # fmt: skip
+        results["steps"] = steps
+        checkpoint(args, results)
         if not outcome["sustainable"] and not args.all_steps:
             break
     results["steps"] = steps
@@ -407,12 +440,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         top = next((s for s in steps if s["offered_rate"] == results["max_sustainable_rate"]), steps[0])
         busiest = busiest_service(top["resources"])
         profile_rate = top["offered_rate"]
+        await drain()
         print(f"profile: {busiest} at {profile_rate} orders/s ...", flush=True)
         profiled, results["profile"] = await profiled_step(profile_rate, min(args.step_s, 30), args.skus, busiest)
         results["profiled_step"] = profiled
         beyond = next((s for s in steps if not s["sustainable"]), None)
         scale_rate = beyond["offered_rate"] if beyond else profile_rate
         one = beyond or top
+        await drain()
         print(f"scaling: two instances of {busiest} at {scale_rate} orders/s ...", flush=True)
         two = await scaled_step(scale_rate, args.step_s, args.skus, busiest)
         ratio = two["throughput_reserved"] / one["throughput_reserved"] if one["throughput_reserved"] else 0.0
@@ -425,6 +460,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         }  # fmt: skip
     per_order = max((s["messages_per_order"] for s in steps), default=20.0)
     orders_for_baseline = int(max(args.rates) * args.step_s)
+    checkpoint(args, results)
     if not args.skip_baselines:
         print("baseline: raw kafka ...", flush=True)
         results["raw_kafka"] = run_json([str(BENCH / "raw_kafka.py"), "--orders", str(orders_for_baseline),
@@ -433,14 +469,28 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["raw_sql"] = run_json([str(BENCH / "raw_sql.py"), "--orders", str(orders_for_baseline),
                                        "--skus", str(args.skus)], timeout=600)  # fmt: skip
     if not args.skip_peer:
-        peer_steps = []
+        peer_steps: list[dict[str, Any]] = []
+        results["dbos"] = peer_steps
         for rate in args.rates:
             print(f"peer: dbos at {rate} orders/s ...", flush=True)
-            peer = run_json([str(BENCH / "dbos_peer.py"), "--rate", str(rate), "--duration", str(args.step_s),
-                             "--skus", str(args.skus), "--json", "/dev/stdout"], timeout=args.step_s * 6 + 300)  # fmt: skip
+            peer = await asyncio.to_thread(run_peer, rate, args.step_s, args.skus)
             peer_steps.append(peer)
-        results["dbos"] = peer_steps
+            checkpoint(args, results)
+            if "error" in peer or peer.get("shipped", 0) < 0.99 * peer.get("placed", 1):
+                break  # past the peer's capacity, like our own stepping
     return results
+
+
+def result_path(args: argparse.Namespace) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d") + ("-smoke" if args.smoke else "")
+    path: Path = args.out / f"{stamp}.json"
+    return path
+
+
+def checkpoint(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Write what is measured so far, so a crash late in a long run loses nothing."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    result_path(args).write_text(json.dumps(results, indent=2, default=str))
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -466,10 +516,8 @@ if __name__ == "__main__":
 
     arguments = parse(sys.argv[1:])
     outcome = uvloop.run(main(arguments))
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d") + ("-smoke" if arguments.smoke else "")
-    path = arguments.out / f"{stamp}.json"
-    path.write_text(json.dumps(outcome, indent=2, default=str))
+    checkpoint(arguments, outcome)
+    path = result_path(arguments)
     print(f"results: {path}")
     if not arguments.smoke:
         from report import write_report

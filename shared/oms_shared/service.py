@@ -102,6 +102,7 @@ async def serve(spec: ServiceSpec) -> bool:
             client_id=f"oms-{spec.name}",
             instance_id=settings.instance_id,
             max_records=settings.consumer_batch_size,
+            fetch_wait_ms=settings.consumer_fetch_wait_ms,
         )
         await _wait_for(consumer.start, "kafka consumer", stopping)
         runtime = ConsumerRuntime(

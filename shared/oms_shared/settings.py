@@ -55,6 +55,8 @@ class ServiceSettings(SharedSettings):
     instance_id: str | None = None
     #: At most this many records are handled in one database transaction.
     consumer_batch_size: int = 500
+    #: How long the broker may hold an empty fetch (ms): latency per hop versus idle polling.
+    consumer_fetch_wait_ms: int = 10
     #: At most this many outbox rows are published per relay round.
     relay_batch_size: int = 1000
     #: The relay polls this often when no NOTIFY arrives (a safety net, not the main wake-up).
