@@ -179,15 +179,9 @@ async def run(dsn: str, orders: int, workers: int, catalogue: Catalogue) -> dict
 
 async def database(admin_url: str) -> str:
     """Create the baseline's own database (and role) next to the services'."""
-    import importlib.util
+    from run import stack
 
-    spec = importlib.util.spec_from_file_location("oms_stack", ROOT / "deploy" / "stack.py")
-    assert spec is not None
-    assert spec.loader is not None
-    stack = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = stack
-    spec.loader.exec_module(stack)
-    dsn: str = await stack.provision_service(admin_url or stack.admin_url(), "bench_rawsql")
+    dsn: str = await stack().provision_service(admin_url or stack().admin_url(), "bench_rawsql")
     return dsn
 
 

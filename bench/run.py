@@ -63,28 +63,28 @@ def python() -> str:
 # --- the stack ------------------------------------------------------------------------
 
 
-def launcher() -> Any:
+def script(relative: str) -> Any:
+    """One of the project's scripts (deploy/), imported as a module; loaded once."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("oms_services_launcher", ROOT / "deploy" / "services.py")
+    name = "oms_script_" + relative.replace("/", "_").removesuffix(".py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def launcher() -> Any:
+    return script("deploy/services.py")
 
 
 def stack() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("oms_stack", ROOT / "deploy" / "stack.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return script("deploy/stack.py")
 
 
 async def fresh_services(extra_env: dict[str, str]) -> None:
@@ -318,7 +318,10 @@ async def profiled_step(rate: float, duration: float, skus: int, service: str) -
     if not out.exists():
         return outcome, f"py-spy produced no profile: {err.decode()[-500:]}"
     summary = summarise_profile(out.read_text(), service)
-    (BENCH / "results" / f"{datetime.now(UTC):%Y-%m-%d}-profile-{service}.txt").write_text(out.read_text())
+    import gzip
+
+    saved = BENCH / "results" / f"{datetime.now(UTC):%Y-%m-%d}-profile-{service}.txt.gz"
+    saved.write_bytes(gzip.compress(out.read_bytes()))  # collapsed stacks: `zcat | flamegraph.pl` draws them
     return outcome, summary
 
 
@@ -476,7 +479,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             peer = await asyncio.to_thread(run_peer, rate, args.step_s, args.skus)
             peer_steps.append(peer)
             checkpoint(args, results)
-            if "error" in peer or peer.get("shipped", 0) < 0.99 * peer.get("placed", 1):
+            if "error" in peer or peer.get("shipped", 0) < 0.99 * peer.get("offered", peer.get("placed", 1)):
                 break  # past the peer's capacity, like our own stepping
     return results
 

@@ -48,16 +48,21 @@ def _port(name: str, default: int) -> int:
     return int(os.environ.get(f"{name.upper()}_HEALTH_PORT", default))
 
 
-PROCESSES: tuple[Process, ...] = (
-    Process("order", "oms_order", _port("order", 8081)),
-    Process("inventory", "oms_inventory", _port("inventory", 8082)),
-    Process("fulfillment", "oms_fulfillment", _port("fulfillment", 8083)),
-    Process("shipping", "oms_shipping", _port("shipping", 8084)),
-    Process("returns", "oms_returns", _port("returns", 8085)),
-    # The simulated outside world: warehouse pickers and carriers (not part of the OMS).
-    Process("warehouse-sim", "oms_simulators.warehouse", _port("warehouse_sim", 8091)),
-    Process("carrier-sim", "oms_simulators.carrier", _port("carrier_sim", 8092)),
-)
+def processes() -> tuple[Process, ...]:
+    """Every process `make run` starts, with health ports from the environment."""
+    return (
+        Process("order", "oms_order", _port("order", 8081)),
+        Process("inventory", "oms_inventory", _port("inventory", 8082)),
+        Process("fulfillment", "oms_fulfillment", _port("fulfillment", 8083)),
+        Process("shipping", "oms_shipping", _port("shipping", 8084)),
+        Process("returns", "oms_returns", _port("returns", 8085)),
+        # The simulated outside world: warehouse pickers and carriers (not part of the OMS).
+        Process("warehouse-sim", "oms_simulators.warehouse", _port("warehouse_sim", 8091)),
+        Process("carrier-sim", "oms_simulators.carrier", _port("carrier_sim", 8092)),
+    )
+
+
+PROCESSES = processes()
 
 
 def health(proc: Process) -> dict[str, object] | None:

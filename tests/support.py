@@ -28,15 +28,23 @@ ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".run" / "test-logs"
 
 
-def stack() -> ModuleType:
-    """The project's deploy/stack.py, imported as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("oms_stack", ROOT / "deploy" / "stack.py")
+def script(relative: str) -> ModuleType:
+    """One of the project's scripts (deploy/, tools/), imported as a module; loaded once."""
+    name = "oms_script_" + relative.replace("/", "_").removesuffix(".py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("oms_stack", module)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+def stack() -> ModuleType:
+    """The project's deploy/stack.py (Kafka and PostgreSQL control, provisioning)."""
+    return script("deploy/stack.py")
 
 
 def bootstrap_servers() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from oms_shared.contracts import Contract
-from oms_shared.envelope import Envelope
+from oms_shared.envelope import Envelope, new_message_id
 from oms_shared.outbox import OutgoingMessage, UnitOfWork
 from oms_shared.runtime import Handler, MessageContext
 
@@ -22,13 +22,12 @@ __all__ = ["envelope_of", "handle", "payloads"]
 def envelope_of(payload: Contract, *, correlation_id: str | None = None, message_id: str | None = None) -> Envelope:
     """The envelope the runtime would hand a handler for ``payload``."""
     order_id = correlation_id or getattr(payload, "order_id", None)
-    extra = {"id": message_id} if message_id else {}
     return Envelope(
+        id=message_id or new_message_id(),
         type=payload.ce_type,
         source="tests",
         data=payload.model_dump_json().encode(),
         correlation_id=order_id,
-        **extra,  # type: ignore[arg-type]
     )
 
 

@@ -8,8 +8,6 @@ as manual, play the warehouse and the carrier themselves through Kafka.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -59,14 +57,8 @@ SIMULATORS = (("warehouse-sim", "oms_simulators.warehouse", "WAREHOUSE_SIM"),
 
 
 def tools_invariants() -> Any:
-    """tools/invariants.py as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("oms_invariants", support.ROOT / "tools" / "invariants.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """tools/invariants.py, the invariant checker."""
+    return support.script("tools/invariants.py")
 
 
 def order_payload(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -20,17 +18,16 @@ def launcher(topics: None) -> Iterator[ModuleType]:
     saved = dict(os.environ)
     for name in (*SERVICES, "warehouse_sim", "carrier_sim"):
         os.environ[f"{name.upper()}_HEALTH_PORT"] = str(support.free_port())
-    spec = importlib.util.spec_from_file_location("oms_services_launcher", support.ROOT / "deploy" / "services.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    module.RUN_DIR = support.ROOT / ".run" / "test-services"  # type: ignore[attr-defined]
+    module = support.script("deploy/services.py")
+    saved_globals = {"PROCESSES": module.PROCESSES, "RUN_DIR": module.RUN_DIR}
+    setattr(module, "PROCESSES", module.processes())  # noqa: B010  (read the health ports set above)
+    setattr(module, "RUN_DIR", support.ROOT / ".run" / "test-services")  # noqa: B010
     try:
         yield module
     finally:
         module.stop(list(module.PROCESSES))
+        for name, value in saved_globals.items():
+            setattr(module, name, value)
         os.environ.clear()
         os.environ.update(saved)
 

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from typing import Any
 
 import yaml
 
 from oms_shared.topics import ALL_TOPICS
-from tests.support import ROOT
+from tests.support import ROOT, script
 
 
 def generator() -> Any:
-    spec = importlib.util.spec_from_file_location("oms_asyncapi", ROOT / "tools" / "asyncapi.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return script("tools/asyncapi.py")
 
 
 class TestAsyncApi:
