@@ -31,7 +31,7 @@ LEFT JOIN refunds r ON r.refund_key = $2
 _INSERT_REFUND = """
 INSERT INTO refunds (refund_id, refund_key, order_id, request_id, amount, currency, reason, total_refunded)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (refund_key) DO NOTHING
+ON CONFLICT DO NOTHING  -- refund_id derives from refund_key: either index may report the race
 """
 
 _COLUMNS = "refund_id, refund_key, order_id, amount, currency, reason, total_refunded"
