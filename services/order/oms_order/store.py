@@ -75,7 +75,7 @@ async def insert_order(
         INSERT INTO orders (order_id, channel, external_order_id, fingerprint, customer_id, currency,
                             total, amount_paid, payload, message_id)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-        ON CONFLICT (channel, external_order_id) DO NOTHING
+        ON CONFLICT DO NOTHING  -- order_id derives from (channel, external_order_id): either index may report a race
         RETURNING order_id
         """,
         order_id, channel, external_order_id, fingerprint, customer_id, currency, total, amount_paid, payload,
