@@ -10,9 +10,10 @@ SERVICE_PROJECTS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyprojec
 # Rebuilt only when the pinned requirements (or a package's metadata) change.
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): requirements.txt shared/pyproject.toml $(addsuffix /pyproject.toml,$(SERVICE_PROJECTS))
+$(VENV_STAMP): requirements.txt requirements-bench.txt shared/pyproject.toml $(addsuffix /pyproject.toml,$(SERVICE_PROJECTS))
 	test -x $(PY) || $(PYTHON) -m venv .venv
-	$(PY) -m pip install --quiet -r requirements.txt
+	# The benchmark's packages too: mypy checks bench/ and the suite runs a smoke benchmark.
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-bench.txt
 	$(PY) -m pip install --quiet -e shared $(addprefix -e ,$(SERVICE_PROJECTS))
 	touch $@
 
@@ -68,13 +69,8 @@ asyncapi: venv
 
 # The benchmark (bench/README.md): our journey stepped to its maximum sustainable rate,
 # beside raw Kafka, raw PostgreSQL and a DBOS peer; writes bench/results/<date>.{json,md,png}.
-BENCH_VENV_STAMP := .venv/.bench-stamp
-$(BENCH_VENV_STAMP): requirements-bench.txt $(VENV_STAMP)
-	$(PY) -m pip install --quiet -r requirements-bench.txt
-	touch $@
-
-bench: up $(BENCH_VENV_STAMP)
+bench: up
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-bench-quick: up $(BENCH_VENV_STAMP)
+bench-quick: up
 	$(PY) bench/run.py --rates 50,150,300 --step-s 20 $(BENCH_ARGS)
