@@ -193,7 +193,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
     lag_series: list[tuple[float, int]] = []
     while gen.returncode is None:
         try:
-            await asyncio.wait_for(gen.wait(), timeout=5)
+            await asyncio.wait_for(gen.wait(), timeout=2)
         except TimeoutError:
             lag = await backlog(bootstrap(), GROUPS)
             lag_series.append((round(time.time() - started, 1), sum(lag.values())))
@@ -229,10 +229,12 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         "messages": messages,
         "messages_per_order": round(messages / max(1, len(published)), 1),
     }
+    # "No backlog growth": the backlog (in messages) must not grow faster than 2% of the
+    # traffic; a few hundred messages are always in flight, and sampling them is noisy.
     result["sustainable"] = bool(
         len(reserved_times) == len(published)
         and lat["reserved"]["p99"] < P99_LIMIT_MS
-        and growth <= max(1.0, 0.02 * rate)
+        and growth <= 0.02 * rate * max(1.0, result["messages_per_order"])
     )
     return result
 

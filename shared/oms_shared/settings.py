@@ -56,7 +56,9 @@ class ServiceSettings(SharedSettings):
     #: At most this many records are handled in one database transaction.
     consumer_batch_size: int = 500
     #: How long the broker may hold an empty fetch (ms): latency per hop versus idle polling.
-    consumer_fetch_wait_ms: int = 10
+    #: Measured on 2 cores: 10 ms costs half a core at idle across the stack, 50 ms a sixth,
+    #: and 50 ms gave the lower latency under load (less CPU stolen from the work).
+    consumer_fetch_wait_ms: int = 50
     #: At most this many outbox rows are published per relay round.
     relay_batch_size: int = 1000
     #: The relay polls this often when no NOTIFY arrives (a safety net, not the main wake-up).

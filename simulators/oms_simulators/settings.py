@@ -31,7 +31,7 @@ class SimulatorSettings(ServiceSettings):
     #: Warehouses the simulator leaves alone: tests drive them by hand.
     manual_warehouses: CommaSet = frozenset()
     #: How often the worker looks for due scheduled messages, and how many it moves at once.
-    schedule_poll_interval_s: float = Field(0.02, gt=0)
+    schedule_poll_interval_s: float = Field(0.1, gt=0)  # idle polling costs CPU beside the OMS
     schedule_batch_size: int = Field(500, ge=1)
     #: Sent schedule rows are kept this long (for inspection), then purged.
     schedule_retention_s: float = Field(300.0, ge=0)
