@@ -122,7 +122,6 @@ class ProcessGroup:
 
     name: str
     pids: list[int]
-    cpu_s_start: float = 0.0
     peak_rss_mb: float = 0.0
     cpu_s: float = 0.0
     _procs: list[psutil.Process] = field(default_factory=list)
@@ -146,60 +145,62 @@ def find_processes() -> list[ProcessGroup]:
 
 
 class ResourceSampler:
-    """CPU seconds used and peak RSS over a window, per process group."""
+    """CPU seconds used and peak RSS over a window, per process group.
+
+    CPU is accumulated from per-process increments every ``interval_s``, so processes
+    that start or exit during the window (PostgreSQL backends of recycled pool
+    connections) are counted for the time they ran instead of skewing a start/end
+    difference.
+    """
 
     def __init__(self, groups: list[ProcessGroup], interval_s: float = 1.0) -> None:
         self.groups = groups
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._started = 0.0
+        self._last: dict[int, float] = {}
 
-    def _cpu(self, group: ProcessGroup) -> float:
-        total = 0.0
-        for pid in group.pids:
-            with contextlib.suppress(psutil.Error):
-                times = psutil.Process(pid).cpu_times()
-                total += times.user + times.system
-        if group.name == "postgres":  # backends come and go: count every current postgres process
-            for proc in psutil.process_iter(["name", "cmdline"]):
-                if proc.pid not in group.pids and (proc.info["name"] == "postgres"):
-                    with contextlib.suppress(psutil.Error):
-                        group.pids.append(proc.pid)
-                        times = proc.cpu_times()
-                        total += times.user + times.system
-        return total
+    def _refresh_pids(self, group: ProcessGroup) -> None:
+        if group.name == "postgres":  # backends come and go
+            group.pids = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
 
-    def _rss(self, group: ProcessGroup) -> float:
-        total = 0
-        for pid in group.pids:
-            with contextlib.suppress(psutil.Error):
-                total += psutil.Process(pid).memory_info().rss
-        return total / 2**20
+    def _sample(self, *, baseline: bool) -> None:
+        for group in self.groups:
+            self._refresh_pids(group)
+            rss = 0
+            for pid in group.pids:
+                with contextlib.suppress(psutil.Error):
+                    proc = psutil.Process(pid)
+                    times = proc.cpu_times()
+                    now = times.user + times.system
+                    rss += proc.memory_info().rss
+                    if not baseline:
+                        # A process first seen mid-window was born in it (PostgreSQL backends).
+                        group.cpu_s += now - self._last.get(pid, 0.0 if group.name == "postgres" else now)
+                    self._last[pid] = now
+            group.peak_rss_mb = max(group.peak_rss_mb, rss / 2**20)
 
     async def start(self) -> None:
         self._started = time.monotonic()
-        for group in self.groups:
-            group.cpu_s_start = self._cpu(group)
-            group.peak_rss_mb = self._rss(group)
+        self._sample(baseline=True)
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            for group in self.groups:
-                group.peak_rss_mb = max(group.peak_rss_mb, self._rss(group))
+            self._sample(baseline=False)
 
     async def stop(self) -> dict[str, dict[str, float]]:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._sample(baseline=False)
         elapsed = time.monotonic() - self._started
-        result = {}
-        for group in self.groups:
-            used = self._cpu(group) - group.cpu_s_start
-            result[group.name] = {
-                "cpu_pct": round(100 * used / elapsed, 1) if elapsed else 0.0,
+        return {
+            group.name: {
+                "cpu_pct": round(100 * group.cpu_s / elapsed, 1) if elapsed else 0.0,
                 "peak_rss_mb": round(group.peak_rss_mb, 1),
             }
-        return result
+            for group in self.groups
+        }
