@@ -26,6 +26,8 @@ class SimulatorSettings(ServiceSettings):
     """Fields of every simulator process; both share the ``oms_simulators`` database."""
 
     database_url: str = local_database_url("simulators")
+    #: The simulator's consumer group (each simulator sets its own default).
+    group_id: str
     #: Seed of every random decision: the same seed replays the same world.
     seed: str = "oms-simulators"
     #: Warehouses the simulator leaves alone: tests drive them by hand.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from oms_shared import service, topics
+from oms_shared import topics
 from oms_shared.runtime import Subscription
-from oms_simulators.schedule import schedule_worker
+from oms_simulators.host import run_simulator
 from oms_simulators.warehouse.handlers import SIMULATOR, handlers
 from oms_simulators.warehouse.settings import WarehouseSimSettings
 
@@ -16,21 +16,4 @@ NAME = "warehouse-sim"
 def main() -> None:
     """Build the simulator from the environment and run it until SIGTERM."""
     settings = WarehouseSimSettings()
-    service.run(
-        service.ServiceSpec(
-            name=NAME,
-            settings=settings,
-            subscriptions=[Subscription(topics.WAREHOUSE_TASKS, handlers(settings.policy()))],
-            migrations=["oms_simulators.migrations"],
-            workers=[
-                schedule_worker(
-                    SIMULATOR,
-                    f"oms/{NAME}",
-                    interval_s=settings.schedule_poll_interval_s,
-                    batch_size=settings.schedule_batch_size,
-                    retention_s=settings.schedule_retention_s,
-                )
-            ],
-            group_id=settings.group_id,
-        )
-    )
+    run_simulator(NAME, SIMULATOR, settings, Subscription(topics.WAREHOUSE_TASKS, handlers(settings.policy())))

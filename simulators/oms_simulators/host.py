@@ -1,0 +1,32 @@
+"""Running one simulator on the shared service host: its subscription plus the schedule worker."""
+
+from __future__ import annotations
+
+from oms_shared import service
+from oms_shared.runtime import Subscription
+from oms_simulators.schedule import schedule_worker
+from oms_simulators.settings import SimulatorSettings
+
+__all__ = ["run_simulator"]
+
+
+def run_simulator(name: str, simulator: str, settings: SimulatorSettings, subscription: Subscription) -> None:
+    """Run a simulator process until SIGTERM: its one subscription and its delayed-message worker."""
+    service.run(
+        service.ServiceSpec(
+            name=name,
+            settings=settings,
+            subscriptions=[subscription],
+            migrations=["oms_simulators.migrations"],
+            workers=[
+                schedule_worker(
+                    simulator,
+                    f"oms/{name}",
+                    interval_s=settings.schedule_poll_interval_s,
+                    batch_size=settings.schedule_batch_size,
+                    retention_s=settings.schedule_retention_s,
+                )
+            ],
+            group_id=settings.group_id,
+        )
+    )
