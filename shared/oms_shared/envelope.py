@@ -8,15 +8,14 @@ alphanumerics, as the spec requires.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from oms_shared.errors import UndecodableMessage
 
-__all__ = ["Envelope", "Position", "new_message_id", "new_traceparent"]
+__all__ = ["Envelope", "Position", "new_message_id"]
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -27,11 +26,6 @@ _REQUIRED = ("ce_id", "ce_type", "ce_source", "ce_specversion")
 def new_message_id() -> str:
     """A fresh CloudEvents ``id``: a UUID, which is also the deduplication key."""
     return str(uuid.uuid4())
-
-
-def new_traceparent() -> str:
-    """A new W3C trace context with a random trace and span id, sampled."""
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +108,6 @@ class Envelope:
             position=position,
         )
 
-    def with_position(self, position: Position) -> Envelope:
-        """A copy of this envelope that knows where it was read from."""
-        return replace(self, position=position)
 
 
 def _parse_time(raw: str | None) -> datetime:
