@@ -109,7 +109,6 @@ class Envelope:
         )
 
 
-
 def _parse_time(raw: str | None) -> datetime:
     if not raw:
         return datetime.now(UTC)
