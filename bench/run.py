@@ -151,8 +151,8 @@ async def _send(producer: Any, topic: str, payload: Any, key: str, wait: bool = 
         await producer.send(topic, value=envelope.data, key=envelope.key, headers=envelope.to_headers())
 
 
-async def topic_offsets() -> int:
-    """Total records in every OMS topic (to count the messages the journey writes per order)."""
+async def topic_offsets() -> dict[str, int]:
+    """Records in every OMS topic (to count the messages the journey writes per order)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -167,7 +167,10 @@ async def topic_offsets() -> int:
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions)
-        return int(sum(ends.values()))
+        totals: dict[str, int] = {}
+        for tp, end in ends.items():
+            totals[tp.topic] = totals.get(tp.topic, 0) + int(end)
+        return totals
     finally:
         await consumer.stop()
 
@@ -206,7 +209,9 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         await asyncio.sleep(0.5)
     resources = await sampler.stop()
     await collector.stop()
-    messages = await topic_offsets() - offsets_before
+    offsets_after = await topic_offsets()
+    by_topic = {t: n - offsets_before.get(t, 0) for t, n in offsets_after.items() if n > offsets_before.get(t, 0)}
+    messages = sum(by_topic.values())
     out.unlink()
     lat = latencies(published, collector)
     reserved_times = sorted(collector.times[o]["reserved"] for o in published if "reserved" in collector.times[o])
@@ -228,6 +233,9 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         "resources": resources,
         "messages": messages,
         "messages_per_order": round(messages / max(1, len(published)), 1),
+        "messages_per_order_by_topic": {
+            t: round(n / max(1, len(published)), 2) for t, n in sorted(by_topic.items(), key=lambda kv: -kv[1])
+        },
     }
     # "No backlog growth": the backlog (in messages) must not grow faster than 2% of the
     # traffic; a few hundred messages are always in flight, and sampling them is noisy.

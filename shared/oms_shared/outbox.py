@@ -7,10 +7,10 @@ many messages) and a NOTIFY wakes the :class:`~oms_shared.relay.OutboxRelay`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import orjson
@@ -20,7 +20,7 @@ from oms_shared.db import Connection
 from oms_shared.envelope import Envelope, new_message_id
 from oms_shared.topics import Topic
 
-__all__ = ["NOTIFY_CHANNEL", "OutgoingMessage", "UnitOfWork", "unit_of_work"]
+__all__ = ["NOTIFY_CHANNEL", "BatchPart", "OutgoingMessage", "UnitOfWork", "unit_of_work"]
 
 NOTIFY_CHANNEL = "oms_outbox"
 
@@ -41,13 +41,39 @@ class OutgoingMessage:
     envelope: Envelope
 
 
+class BatchPart(Protocol):
+    """State a service keeps for one unit of work (e.g. the sagas a batch touched).
+
+    Handlers share it through :meth:`UnitOfWork.part`; its :meth:`flush` writes what
+    it gathered, in as few statements as it can, before the outbox is written.
+    """
+
+    async def flush(self) -> None:
+        """Write the gathered state inside the unit of work's transaction (it may emit)."""
+
+
+P = TypeVar("P", bound=BatchPart)
+
+
 class UnitOfWork:
-    """One database transaction plus the messages it will emit when it commits."""
+    """One database transaction plus the messages it will emit when it commits.
+
+    A consumer batch is one unit of work, so a service that gathers per-batch state
+    in a :class:`BatchPart` turns one statement per message into one per batch.
+    """
 
     def __init__(self, conn: Connection, source: str) -> None:
         self.conn = conn
         self.source = source
         self.pending: list[OutgoingMessage] = []
+        self._parts: dict[Callable[[UnitOfWork], Any], BatchPart] = {}
+
+    def part(self, kind: Callable[[UnitOfWork], P]) -> P:
+        """The unit of work's ``kind`` part, made by ``kind(self)`` on first use."""
+        found = self._parts.get(kind)
+        if found is None:
+            found = self._parts[kind] = kind(self)
+        return found  # type: ignore[return-value]  # keyed by its own factory
 
     def emit(
         self,
@@ -76,8 +102,15 @@ class UnitOfWork:
         self.pending.append(OutgoingMessage(topic.name, envelope))
         return envelope
 
+    async def flush_parts(self) -> None:
+        """Let each part (in first-use order) write what it gathered and emit its messages."""
+        for part in self._parts.values():
+            await part.flush()
+        self._parts.clear()
+
     async def flush(self) -> None:
-        """Insert the queued messages into the outbox, in one statement, inside the transaction."""
+        """Flush the parts, then insert the queued messages into the outbox in one statement."""
+        await self.flush_parts()
         if not self.pending:
             return
         await write_outbox(self.conn, self.pending)

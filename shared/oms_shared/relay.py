@@ -1,11 +1,15 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order, then deletes them.
 
-One round: in a transaction take the relay's advisory lock (so one relay per
-database publishes, and rows for one key keep their order across instances),
-select up to N rows ``FOR UPDATE SKIP LOCKED`` in id order, hand them all to the
-idempotent producer, wait for every acknowledgement, delete them, commit. A crash
-after publishing and before the delete republishes the rows: consumers' inboxes
-make that harmless. The relay sleeps on LISTEN/NOTIFY with a poll as fallback.
+One round is one transaction and one statement: take the relay's advisory lock
+(so one relay per database publishes, and rows for one key keep their order across
+instances) and delete up to N rows, oldest first, returning them; hand them all to
+the idempotent producer, wait for every acknowledgement, commit. If publishing
+fails the transaction rolls back and the rows are still there. A crash after
+publishing and before the commit republishes the rows: consumers' inboxes make that
+harmless, which is also why the relay's commit does not wait for the WAL flush
+(``synchronous_commit = off`` for that transaction only): losing the delete in a
+crash means a republish, never a lost message. The relay sleeps on LISTEN/NOTIFY
+with a poll as fallback.
 """
 
 from __future__ import annotations
@@ -30,9 +34,15 @@ log = structlog.get_logger(__name__)
 
 _RELAY_LOCK = 0x0F15_0002
 
-_SELECT = """
-SELECT id, topic, key, headers, payload FROM outbox
-ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+_TAKE = """
+WITH lock AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock($2) AS held, set_config('synchronous_commit', 'off', true)
+)
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE (SELECT held FROM lock)
+    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, topic, key, headers, payload
 """
 
 
@@ -87,9 +97,8 @@ class OutboxRelay:
         """One round: publish up to a batch of rows; return how many were published."""
         self._wakeup.clear()
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
-                return 0  # another instance is relaying this database
-            rows = await conn.fetch(_SELECT, self._batch_size)
+            # No rows also when another instance holds the lock: it is relaying this database.
+            rows = sorted(await conn.fetch(_TAKE, self._batch_size, _RELAY_LOCK), key=lambda row: row["id"])
             if not rows:
                 return 0
             futures = [
@@ -103,7 +112,6 @@ class OutboxRelay:
             ]
             await asyncio.gather(*futures)
             failpoints.hit("relay.after_publish")
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
         self.published += len(rows)
         return len(rows)
 

@@ -49,11 +49,14 @@ from oms_shared.outbox import UnitOfWork
 from oms_shared.retry import Backoff
 from oms_shared.topics import Topic
 
-__all__ = ["ConsumerRuntime", "Handler", "MessageContext", "Subscription"]
+__all__ = ["ConsumerRuntime", "Handler", "MessageContext", "Prepare", "Subscription"]
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Any, "MessageContext"], Awaitable[None]]
+#: Called once per batch transaction, before the handlers, with the payloads about to be
+#: handled: a service loads what they need in one statement (e.g. every saga of the batch).
+Prepare = Callable[[UnitOfWork, Sequence[Any]], Awaitable[None]]
 #: aiokafka ships no type information: a received record.
 Record: TypeAlias = ConsumerRecord
 
@@ -142,6 +145,7 @@ class ConsumerRuntime:
         producer: AIOKafkaProducer,
         subscriptions: Sequence[Subscription],
         batch_size: int = 500,
+        prepare: Prepare | None = None,
     ) -> None:
         self.name = name
         self._source = source
@@ -150,6 +154,8 @@ class ConsumerRuntime:
         self._producer = producer
         self._routes = _Routes.of(subscriptions)
         self._batch_size = batch_size
+        self._prepare = prepare
+        self._committing: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.handled = 0
         self.dead_lettered = 0
@@ -165,16 +171,24 @@ class ConsumerRuntime:
 
     async def run(self) -> None:
         """Consume until :meth:`stop` is called."""
-        while not self._stopping.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_size)
-            if not batches:
-                continue
-            try:
-                await self._handle_batch(batches)
-            except _Stopped:
-                return
-            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-            await self._commit(offsets)
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+                if not batches:
+                    continue
+                try:
+                    await self._handle_batch(batches)
+                except _Stopped:
+                    return
+                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+                # The offset commit overlaps the next batch (one in flight, in order): the
+                # database commit already made the batch durable and the inbox dedupes a replay.
+                if self._committing is not None:
+                    await self._committing
+                self._committing = asyncio.create_task(self._commit(offsets))
+        finally:
+            if self._committing is not None:
+                await asyncio.shield(self._committing)
 
     async def _handle_batch(self, batches: Mapping[TopicPartition, list[Record]]) -> None:
         good: list[_Decoded] = []
@@ -231,6 +245,8 @@ class ConsumerRuntime:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await claim(conn, self.name, [item.envelope.id for item in items])
             uow = UnitOfWork(conn, self._source)
+            if self._prepare is not None and fresh:
+                await self._prepare(uow, [item.payload for item in items if item.envelope.id in fresh])
             for item in items:
                 if item.envelope.id not in fresh:
                     log.debug("duplicate_skipped", message_id=item.envelope.id, **_where(item.record))

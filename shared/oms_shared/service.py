@@ -26,7 +26,7 @@ from oms_shared.kafka import create_consumer, create_producer
 from oms_shared.logs import configure_logging
 from oms_shared.relay import OutboxRelay
 from oms_shared.retry import Backoff
-from oms_shared.runtime import ConsumerRuntime, Subscription
+from oms_shared.runtime import ConsumerRuntime, Prepare, Subscription
 from oms_shared.settings import ServiceSettings
 
 __all__ = ["Resources", "ServiceSpec", "Worker", "run", "serve"]
@@ -58,6 +58,8 @@ class ServiceSpec:
     workers: Sequence[Worker] = field(default_factory=tuple)
     #: Consumer group; defaults to ``oms-<name>``. Instances of one service share it.
     group_id: str | None = None
+    #: Loads what a batch's handlers need in one go (see :data:`oms_shared.runtime.Prepare`).
+    prepare: Prepare | None = None
 
 
 def run(spec: ServiceSpec) -> None:
@@ -113,6 +115,7 @@ async def serve(spec: ServiceSpec) -> bool:
             producer=producer,
             subscriptions=spec.subscriptions,
             batch_size=settings.consumer_batch_size,
+            prepare=spec.prepare,
         )
     resources = Resources(pool, producer, settings, stopping)
     tasks = [asyncio.create_task(relay.run(), name="relay")]

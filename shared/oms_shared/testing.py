@@ -38,6 +38,7 @@ async def handle(
     async with pool.acquire() as conn, conn.transaction():
         uow = UnitOfWork(conn, "oms/tests")
         await handler(payload, MessageContext(envelope or envelope_of(payload), uow))
+        await uow.flush_parts()
         emitted = list(uow.pending)
         await uow.flush()
     return emitted

@@ -50,6 +50,7 @@ from oms_shared.contracts.inventory import (
 )
 from oms_shared.db import Connection
 from oms_shared.errors import RetryableError
+from oms_shared.outbox import UnitOfWork
 from oms_shared.runtime import Handler, MessageContext
 
 __all__ = ["COMMAND_HANDLERS", "MAX_RESERVE_ATTEMPTS", "MOVEMENT_HANDLERS"]
@@ -271,28 +272,50 @@ def _allocations(
 
 
 async def _publish_levels(ctx: MessageContext, skus: Iterable[str]) -> None:
-    wanted = set(skus)
-    if wanted:
-        _publish_availability(ctx, await store.stock_levels(ctx.conn, wanted))
+    ctx.uow.part(AvailabilityBatch).changed(skus)
 
 
 def _publish_availability(ctx: MessageContext, levels: Sequence[WarehouseLevel]) -> None:
-    """One AvailabilityChanged per SKU, keyed by SKU (the topic is compacted: the last one counts)."""
-    at = datetime.now(UTC)
-    for sku in availability(levels):
-        event = AvailabilityChanged(
-            sku=sku.sku,
-            available=sku.available,
-            warehouses=tuple(
-                WarehouseAvailability(
-                    warehouse_id=w.warehouse_id,
-                    on_hand=w.on_hand,
-                    reserved=w.reserved,
-                    safety_stock=w.safety_stock,
-                    available=w.available,
-                )
-                for w in sku.warehouses
-            ),
-            at=at,
-        )
-        ctx.emit(topics.INVENTORY_AVAILABILITY, event, key=sku.sku)
+    ctx.uow.part(AvailabilityBatch).changed(level.sku for level in levels)
+
+
+class AvailabilityBatch:
+    """The SKUs whose availability a batch changed: one AvailabilityChanged each, at flush.
+
+    The topic is compacted and keyed by SKU (the last event counts), so a hot SKU
+    reserved by forty orders in one batch is published once with its final levels,
+    read in one statement for the whole batch, instead of forty times.
+    """
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self._skus: set[str] = set()
+
+    def changed(self, skus: Iterable[str]) -> None:
+        """Mark SKUs whose levels this batch changed."""
+        self._skus.update(skus)
+
+    async def flush(self) -> None:
+        """Read the marked SKUs' levels and emit one event per SKU."""
+        if not self._skus:
+            return
+        levels = await store.stock_levels(self._uow.conn, self._skus)
+        self._skus = set()
+        at = datetime.now(UTC)
+        for sku in availability(levels):
+            event = AvailabilityChanged(
+                sku=sku.sku,
+                available=sku.available,
+                warehouses=tuple(
+                    WarehouseAvailability(
+                        warehouse_id=w.warehouse_id,
+                        on_hand=w.on_hand,
+                        reserved=w.reserved,
+                        safety_stock=w.safety_stock,
+                        available=w.available,
+                    )
+                    for w in sku.warehouses
+                ),
+                at=at,
+            )
+            self._uow.emit(topics.INVENTORY_AVAILABILITY, event, key=sku.sku)

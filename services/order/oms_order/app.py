@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oms_order import book
 from oms_order.handlers import REPLY_TOPICS, Handlers
 from oms_order.poller import deadline_poller
 from oms_order.settings import OrderSettings
@@ -26,5 +27,6 @@ def main() -> None:
             ],
             migrations=["oms_order.migrations"],
             workers=[deadline_poller(timing, settings.poll_interval_s)],
+            prepare=book.prepare,
         )
     )

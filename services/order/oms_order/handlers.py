@@ -1,8 +1,9 @@
 """The order service's handlers: intake (validate, deduplicate, start the saga) and saga replies.
 
-Every handler has the same shape: load, call the pure domain (intake / saga), save,
-publish. Publishing means: append the statuses to the timeline and emit them on
-the status topic, and emit the saga's commands with their fixed message ids.
+Every handler has the same shape: get the saga from the batch's :class:`SagaBook`,
+call the pure domain (intake / saga), hand the outcome back to the book. The book
+emits the saga's commands (with their fixed message ids) and, once per batch,
+saves the sagas and appends the statuses to the timeline and the status topic.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 import structlog
 
 from oms_order import intake, store
+from oms_order.book import SagaBook
 from oms_order.saga import CancelRequested, Timing, decide, start
-from oms_order.saga_state import Line, Outcome, Saga, Status
+from oms_order.saga_state import Line, Saga, Status
 from oms_shared import topics
 from oms_shared.contracts import Contract, RawPayload
 from oms_shared.contracts.fulfillment import (
@@ -30,7 +32,7 @@ from oms_shared.contracts.inventory import (
     StockReservationFailed,
     StockReserved,
 )
-from oms_shared.contracts.order import CancelOrder, OrderStatusChanged, PlaceOrder, order_id_for
+from oms_shared.contracts.order import CancelOrder, PlaceOrder, order_id_for
 from oms_shared.contracts.returns import RefundIssued, RefundRejected
 from oms_shared.contracts.shipping import (
     ShipmentBooked,
@@ -40,10 +42,9 @@ from oms_shared.contracts.shipping import (
     ShipmentDispatched,
     ShipmentStatusChanged,
 )
-from oms_shared.outbox import UnitOfWork
 from oms_shared.runtime import Handler, MessageContext
 
-__all__ = ["REPLY_TOPICS", "CancelOrderMessage", "Handlers", "PlaceOrderMessage", "publish"]
+__all__ = ["REPLY_TOPICS", "CancelOrderMessage", "Handlers", "PlaceOrderMessage"]
 
 log = structlog.get_logger(__name__)
 
@@ -62,52 +63,6 @@ class CancelOrderMessage(RawPayload):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-async def publish(uow: UnitOfWork, outcome: Outcome, now: datetime, *, causation_id: str | None = None) -> None:
-    """Write the outcome's statuses to the timeline and emit them and its commands via the outbox."""
-    saga = outcome.saga
-    await _emit_statuses(uow, saga.order_id, saga.channel, saga.external_order_id, outcome.statuses, now,
-                         causation_id)  # fmt: skip
-    for command in outcome.commands:
-        uow.emit(
-            command.topic,
-            command.payload,
-            key=saga.order_id,
-            correlation_id=saga.order_id,
-            causation_id=causation_id,
-            message_id=command.message_id,
-        )
-
-
-async def _emit_statuses(
-    uow: UnitOfWork,
-    order_id: str,
-    channel: str,
-    external_order_id: str,
-    statuses: list[Status],
-    now: datetime,
-    causation_id: str | None,
-) -> None:
-    for entry in await store.append_statuses(uow.conn, order_id, statuses, now):
-        uow.emit(
-            topics.ORDER_STATUS,
-            OrderStatusChanged(
-                order_id=order_id,
-                channel=channel,
-                external_order_id=external_order_id,
-                seq=entry.seq,
-                status=entry.status.status,
-                previous_status=entry.previous_status,
-                reasons=entry.status.reasons,
-                at=now,
-                details=entry.status.details,
-            ),
-            key=order_id,
-            subject=order_id,
-            correlation_id=order_id,
-            causation_id=causation_id,
-        )
 
 
 class Handlers:
@@ -155,7 +110,8 @@ class Handlers:
             hint = {"channel": order.channel, "external_order_id": order.external_order_id}
             await _refuse(ctx, "conflict", (reason,), hint, msg.data, now)
             return
-        policy, max_split = await store.load_policy(ctx.conn, order.channel)
+        book = SagaBook.of(ctx.uow)
+        policy, max_split = await book.policy(order.channel)
         saga = Saga(
             order_id=order_id,
             channel=order.channel,
@@ -173,9 +129,7 @@ class Handlers:
             policy=policy,
             max_split=max_split,
         )
-        outcome = start(saga, now, self.timing)
-        await store.insert_saga(ctx.conn, outcome.saga)
-        await publish(ctx.uow, outcome, now, causation_id=ctx.envelope.id)
+        book.started(start(saga, now, self.timing), now, ctx.envelope.id)
         log.info("order_accepted", order_id=order_id, channel=order.channel, policy=policy)
 
     async def on_cancel_order(self, msg: CancelOrderMessage, ctx: MessageContext) -> None:
@@ -186,7 +140,7 @@ class Handlers:
             await _refuse(ctx, "invalid", result.reasons, result.hint, msg.data, now)
             return
         order_id = await store.find_order_id(ctx.conn, result.channel, result.external_order_id)
-        saga = await store.load_saga(ctx.conn, order_id) if order_id else None
+        saga = await SagaBook.of(ctx.uow).get(order_id) if order_id else None
         if saga is None:
             hint = {"channel": result.channel, "external_order_id": result.external_order_id}
             await _refuse(ctx, "unknown_order", ("no such order",), hint, msg.data, now, status="cancel_refused")
@@ -195,17 +149,14 @@ class Handlers:
 
     async def on_reply(self, reply: Any, ctx: MessageContext) -> None:
         """A participant answered (or reported progress): apply it to the order's saga."""
-        saga = await store.load_saga(ctx.conn, reply.order_id)
+        saga = await SagaBook.of(ctx.uow).get(reply.order_id)
         if saga is None:
             log.warning("reply_for_unknown_order", order_id=reply.order_id, reply=type(reply).__name__)
             return
         await self._transition(ctx, saga, reply, _now())
 
     async def _transition(self, ctx: MessageContext, saga: Saga, event: Any, now: datetime) -> None:
-        outcome = decide(saga, event, now, self.timing)
-        if outcome.saga != saga:
-            await store.save_saga(ctx.conn, outcome.saga)
-        await publish(ctx.uow, outcome, now, causation_id=ctx.envelope.id)
+        SagaBook.of(ctx.uow).transitioned(saga, decide(saga, event, now, self.timing), now, ctx.envelope.id)
 
 
 async def _refuse(
@@ -232,10 +183,9 @@ async def _refuse(
         raw=raw,
     )
     label = status or ("conflict" if kind == "conflict" else "rejected")
-    await _emit_statuses(
-        ctx.uow, order_id, channel or "", external_id or "", [Status(label, reasons, {"intake": kind})], now,
-        ctx.envelope.id,
-    )  # fmt: skip
+    SagaBook.of(ctx.uow).status(
+        order_id, channel or "", external_id or "", [Status(label, reasons, {"intake": kind})], now, ctx.envelope.id
+    )
     log.info("intake_refused", order_id=order_id, kind=kind, reasons=list(reasons)[:10])
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from oms_order import store
-from oms_order.handlers import publish
+from oms_order.book import SagaBook
 from oms_order.saga import Timeout, Timing, decide
 from oms_shared.errors import is_transient
 from oms_shared.outbox import unit_of_work
@@ -32,10 +32,10 @@ async def poll_once(resources: Resources, timing: Timing, limit: int = 200) -> i
     now = datetime.now(UTC)
     async with unit_of_work(resources.pool, "oms/order") as uow:
         sagas = await store.due_sagas(uow.conn, now, limit)
+        book = SagaBook.of(uow)
         for saga in sagas:
             outcome = decide(saga, Timeout(), now, timing)
-            await store.save_saga(uow.conn, outcome.saga)
-            await publish(uow, outcome, now)
+            book.transitioned(saga, outcome, now, None)
             if outcome.commands:
                 log.info("saga_timeout_handled", order_id=saga.order_id, resent=len(outcome.commands))
     return len(sagas)

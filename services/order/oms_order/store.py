@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,11 +19,11 @@ __all__ = [
     "due_sagas",
     "find_order_id",
     "insert_order",
-    "insert_saga",
+    "insert_sagas",
     "load_policy",
-    "load_saga",
+    "load_sagas",
     "record_rejection",
-    "save_saga",
+    "save_sagas",
     "stuck_sagas",
     "timeline",
 ]
@@ -97,35 +98,58 @@ async def find_order_id(conn: Connection, channel: str, external_order_id: str) 
     return str(value) if value is not None else None
 
 
-def _row(saga: Saga) -> tuple[Any, ...]:
-    return (saga.order_id, saga.phase, saga.status, saga.model_dump(mode="json"), saga.next_deadline(),
-            saga.stuck_reason)  # fmt: skip
-
-
-async def insert_saga(conn: Connection, saga: Saga) -> None:
-    """Persist a new saga."""
-    await conn.execute(
-        "INSERT INTO sagas (order_id, phase, status, data, deadline, stuck_reason) VALUES ($1, $2, $3, $4, $5, $6)",
-        *_row(saga),
+def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
+    """The sagas as column arrays for ``unnest``: id, phase, status, document, deadline, stuck reason."""
+    return (
+        [s.order_id for s in sagas],
+        [s.phase for s in sagas],
+        [s.status for s in sagas],
+        [orjson.dumps(s.model_dump(mode="json")).decode() for s in sagas],
+        [s.next_deadline() for s in sagas],
+        [s.stuck_reason for s in sagas],
     )
 
 
-async def load_saga(conn: Connection, order_id: str) -> Saga | None:
-    """The saga of an order, locked for this transaction (one transition at a time per order)."""
-    data = await conn.fetchval("SELECT data FROM sagas WHERE order_id = $1 FOR UPDATE", order_id)
-    return Saga.model_validate(data) if data is not None else None
+async def insert_sagas(conn: Connection, sagas: Sequence[Saga]) -> None:
+    """Persist new sagas, in one statement."""
+    if sagas:
+        await conn.execute(
+            """
+            INSERT INTO sagas (order_id, phase, status, data, deadline, stuck_reason)
+            SELECT o, p, s, d::jsonb, dl, r
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+                 AS u(o, p, s, d, dl, r)
+            """,
+            *_columns(sagas),
+        )
 
 
-async def save_saga(conn: Connection, saga: Saga) -> None:
-    """Write the saga's new state."""
-    await conn.execute(
-        """
-        UPDATE sagas SET phase = $2, status = $3, data = $4, deadline = $5, stuck_reason = $6,
-                         version = version + 1, updated_at = now()
-        WHERE order_id = $1
-        """,
-        *_row(saga),
+async def load_sagas(conn: Connection, order_ids: Sequence[str]) -> dict[str, Saga]:
+    """The sagas of these orders (those that exist), locked for this transaction in id order.
+
+    The lock makes transitions of one order one at a time across instances; taking
+    the locks in id order keeps two instances' batches from deadlocking.
+    """
+    rows = await conn.fetch(
+        "SELECT data FROM sagas WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE", list(order_ids)
     )
+    sagas = (Saga.model_validate(row["data"]) for row in rows)
+    return {saga.order_id: saga for saga in sagas}
+
+
+async def save_sagas(conn: Connection, sagas: Sequence[Saga]) -> None:
+    """Write the sagas' new states, in one statement."""
+    if sagas:
+        await conn.execute(
+            """
+            UPDATE sagas SET phase = u.p, status = u.s, data = u.d::jsonb, deadline = u.dl, stuck_reason = u.r,
+                             version = version + 1, updated_at = now()
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+                 AS u(o, p, s, d, dl, r)
+            WHERE sagas.order_id = u.o
+            """,
+            *_columns(sagas),
+        )
 
 
 async def due_sagas(conn: Connection, now: datetime, limit: int) -> list[Saga]:
@@ -136,35 +160,57 @@ async def due_sagas(conn: Connection, now: datetime, limit: int) -> list[Saga]:
     return [Saga.model_validate(row["data"]) for row in rows]
 
 
-async def append_statuses(conn: Connection, order_id: str, statuses: list[Status], at: datetime) -> list[Appended]:
-    """Append statuses to the order's timeline in one statement; return them with their seq numbers."""
-    if not statuses:
+_APPEND = """
+WITH new AS (
+    SELECT u.o, u.s, u.r, u.d, u.at, u.n
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+         WITH ORDINALITY AS u(o, s, r, d, at, n)
+), last AS (
+    SELECT o, h.seq, h.status
+    FROM (SELECT DISTINCT o FROM new) AS orders
+    LEFT JOIN LATERAL (
+        SELECT seq, status FROM status_history WHERE order_id = orders.o ORDER BY seq DESC LIMIT 1
+    ) AS h ON true
+)
+INSERT INTO status_history (order_id, seq, status, previous_status, reasons, details, at)
+SELECT new.o,
+       coalesce(last.seq, 0) + row_number() OVER w,
+       new.s,
+       coalesce(lag(new.s) OVER w, last.status),
+       ARRAY(SELECT jsonb_array_elements_text(new.r::jsonb)),
+       new.d::jsonb,
+       new.at
+FROM new JOIN last USING (o)
+WINDOW w AS (PARTITION BY new.o ORDER BY new.n)
+RETURNING order_id, seq, previous_status
+"""
+
+
+async def append_statuses(conn: Connection, entries: Sequence[tuple[str, Status, datetime]]) -> list[Appended]:
+    """Append (order id, status, time) entries to their orders' timelines in one statement.
+
+    Each order's entries get the next sequence numbers in the order given; the result
+    lines up with ``entries``.
+    """
+    if not entries:
         return []
     rows = await conn.fetch(
-        """
-        WITH base AS (
-            SELECT coalesce(max(seq), 0) AS seq FROM status_history WHERE order_id = $1
-        ), last AS (
-            SELECT status FROM status_history WHERE order_id = $1 ORDER BY seq DESC LIMIT 1
-        ), new AS (
-            SELECT base.seq + u.n AS seq, u.s, u.r, u.d
-            FROM base, unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(s, r, d, n)
-        )
-        INSERT INTO status_history (order_id, seq, status, previous_status, reasons, details, at)
-        SELECT $1, seq, s, coalesce(lag(s) OVER (ORDER BY seq), (SELECT status FROM last)),
-               ARRAY(SELECT jsonb_array_elements_text(r::jsonb)), d::jsonb, $5
-        FROM new
-        RETURNING seq, previous_status
-        """,
-        order_id,
-        [s.status for s in statuses],
+        _APPEND,
+        [order_id for order_id, _, _ in entries],
+        [status.status for _, status, _ in entries],
         # JSON text, not lists: asyncpg would read a list of lists as a 2-D array.
-        [orjson.dumps(list(s.reasons)).decode() for s in statuses],
-        [orjson.dumps(s.details).decode() for s in statuses],
-        at,
+        [orjson.dumps(list(status.reasons)).decode() for _, status, _ in entries],
+        [orjson.dumps(status.details).decode() for _, status, _ in entries],
+        [at for _, _, at in entries],
     )
-    by_seq = sorted((row["seq"], row["previous_status"]) for row in rows)
-    return [Appended(seq, status, previous) for (seq, previous), status in zip(by_seq, statuses, strict=True)]
+    by_order: dict[str, list[tuple[int, str | None]]] = {}
+    for row in sorted(rows, key=lambda r: (str(r["order_id"]), r["seq"])):
+        by_order.setdefault(str(row["order_id"]), []).append((row["seq"], row["previous_status"]))
+    appended: list[Appended] = []
+    for order_id, status, _ in entries:
+        seq, previous = by_order[order_id].pop(0)
+        appended.append(Appended(seq, status, previous))
+    return appended
 
 
 async def record_rejection(
