@@ -449,7 +449,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     results["steps"] = steps
     sustainable = [s["offered_rate"] for s in steps if s["sustainable"]]
     results["max_sustainable_rate"] = max(sustainable) if sustainable else 0
-    if not args.smoke and steps:
+    if not args.smoke and not args.steps_only and steps:
         top = next((s for s in steps if s["offered_rate"] == results["max_sustainable_rate"]), steps[0])
         busiest = busiest_service(top["resources"])
         profile_rate = top["offered_rate"]
@@ -516,6 +516,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--all-steps", action="store_true", help="keep stepping after the first unsustainable rate")
+    parser.add_argument("--steps-only", action="store_true", help="no profile and no scaling step (quick iterations)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds at 10 orders/s, 200 SKUs")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args(argv)

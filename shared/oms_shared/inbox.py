@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from oms_shared.db import Connection
 
-__all__ = ["claim"]
+__all__ = ["claim", "prune"]
 
 _CLAIM = """
 INSERT INTO inbox (consumer, message_id)
@@ -27,3 +27,21 @@ async def claim(conn: Connection, consumer: str, message_ids: Sequence[str]) -> 
         return set()
     rows = await conn.fetch(_CLAIM, consumer, list(message_ids))
     return {row["message_id"] for row in rows}
+
+
+_PRUNE = """
+DELETE FROM inbox WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM inbox WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2
+))
+"""
+
+
+async def prune(conn: Connection, retention_s: float, limit: int = 10_000) -> int:
+    """Forget up to ``limit`` handled message ids older than ``retention_s``; return how many.
+
+    A duplicate can only arrive while the original is still replayable: a relay
+    republishing after a crash (seconds) or a consumer replaying uncommitted offsets
+    (one batch). The retention (days by default) is far beyond both.
+    """
+    status = await conn.execute(_PRUNE, retention_s, limit)
+    return int(status.split()[-1])

@@ -9,6 +9,7 @@ health endpoint, so no service repeats that wiring.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -22,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from oms_shared.db import apply_migrations, create_pool
 from oms_shared.errors import is_transient
 from oms_shared.health import HealthServer
+from oms_shared.inbox import prune
 from oms_shared.kafka import create_consumer, create_producer
 from oms_shared.logs import configure_logging
 from oms_shared.relay import OutboxRelay
@@ -122,6 +124,8 @@ async def serve(spec: ServiceSpec) -> bool:
     if runtime is not None:
         tasks.append(asyncio.create_task(runtime.run(), name="consumer"))
     tasks += [asyncio.create_task(w(resources), name=getattr(w, "__name__", "worker")) for w in spec.workers]
+    if runtime is not None:
+        tasks.append(asyncio.create_task(_prune_inbox(resources), name="inbox_pruner"))
 
     async def check() -> dict[str, object]:
         dead = [t.get_name() for t in tasks if t.done()]
@@ -161,6 +165,22 @@ async def serve(spec: ServiceSpec) -> bool:
     await pool.close()
     log.info("service_stopped")
     return not crashed
+
+
+async def _prune_inbox(resources: Resources) -> None:
+    """Forget handled message ids past the retention, a chunk at a time, until the service stops."""
+    settings = resources.settings
+    while not resources.stopping.is_set():
+        try:
+            async with resources.pool.acquire() as conn:
+                while (pruned := await prune(conn, settings.inbox_retention_s)) > 0:
+                    log.info("inbox_pruned", rows=pruned)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("inbox_prune_retrying", error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(resources.stopping.wait(), timeout=settings.inbox_prune_interval_s)
 
 
 async def _wait_for(start: Callable[[], Awaitable[Any]], what: str, stopping: asyncio.Event) -> Any:

@@ -64,3 +64,7 @@ class ServiceSettings(SharedSettings):
     #: The relay polls this often when no NOTIFY arrives (a safety net, not the main wake-up).
     relay_poll_interval_s: float = 1.0
     db_pool_size: int = 10
+    #: Handled message ids are kept this long for deduplication, then pruned.
+    inbox_retention_s: float = 7 * 24 * 3600
+    #: How often the host prunes the inbox.
+    inbox_prune_interval_s: float = 60.0
