@@ -194,12 +194,14 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         "--skus", str(skus), "--out", str(out), stdout=subprocess.PIPE,
     )  # fmt: skip
     lag_series: list[tuple[float, int]] = []
+    last_lag: dict[str, int] = {}
     while gen.returncode is None:
         try:
             await asyncio.wait_for(gen.wait(), timeout=2)
         except TimeoutError:
             lag = await backlog(bootstrap(), GROUPS)
             lag_series.append((round(time.time() - started, 1), sum(lag.values())))
+            last_lag = lag
     gen_result = json.loads((await gen.stdout.read()).decode().strip().splitlines()[-1]) if gen.stdout else {}
     published = {row["order_id"]: row["t"] for row in map(json.loads, out.read_text().splitlines())}
     deadline = time.time() + grace_s
@@ -230,6 +232,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         "latency_ms": lat,
         "backlog": lag_series,
         "backlog_growth_per_s": growth,
+        "backlog_by_group_at_end": last_lag,
         "resources": resources,
         "messages": messages,
         "messages_per_order": round(messages / max(1, len(published)), 1),

@@ -7,6 +7,7 @@ and look at what it wrote and emitted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -14,9 +15,9 @@ import asyncpg
 from oms_shared.contracts import Contract
 from oms_shared.envelope import Envelope, new_message_id
 from oms_shared.outbox import OutgoingMessage, UnitOfWork
-from oms_shared.runtime import Handler, MessageContext
+from oms_shared.runtime import Handler, MessageContext, Prepare
 
-__all__ = ["envelope_of", "handle", "payloads"]
+__all__ = ["envelope_of", "handle", "handle_batch", "payloads"]
 
 
 def envelope_of(payload: Contract, *, correlation_id: str | None = None, message_id: str | None = None) -> Envelope:
@@ -38,6 +39,22 @@ async def handle(
     async with pool.acquire() as conn, conn.transaction():
         uow = UnitOfWork(conn, "oms/tests")
         await handler(payload, MessageContext(envelope or envelope_of(payload), uow))
+        await uow.flush_parts()
+        emitted = list(uow.pending)
+        await uow.flush()
+    return emitted
+
+
+async def handle_batch(
+    pool: asyncpg.Pool[Any], items: Sequence[tuple[Handler, Contract]], *, prepare: Prepare | None = None
+) -> list[OutgoingMessage]:
+    """Run several messages in one transaction, as the runtime runs a batch (``prepare`` first)."""
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, "oms/tests")
+        if prepare is not None:
+            await prepare(uow, [payload for _, payload in items])
+        for handler, payload in items:
+            await handler(payload, MessageContext(envelope_of(payload), uow))
         await uow.flush_parts()
         emitted = list(uow.pending)
         await uow.flush()

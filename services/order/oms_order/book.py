@@ -79,11 +79,15 @@ class SagaBook:
         self._new.add(order_id)
         self._publish(outcome, now, causation_id)
 
-    def transitioned(self, before: Saga, outcome: Outcome, now: datetime, causation_id: str | None) -> None:
-        """A saga moved (or not): keep its new state, emit its commands, queue its statuses."""
+    def transitioned(self, outcome: Outcome, now: datetime, causation_id: str | None) -> None:
+        """A saga took an input: keep its new state, emit its commands, queue its statuses.
+
+        The saga is saved even when the input changed nothing (a stale reply): telling
+        would take a copy per transition, which costs more than the rare extra row.
+        """
         order_id = outcome.saga.order_id
         self._sagas[order_id] = outcome.saga
-        if outcome.saga != before and order_id not in self._new:
+        if order_id not in self._new:
             self._changed.add(order_id)
         self._publish(outcome, now, causation_id)
 

@@ -129,7 +129,7 @@ class Handlers:
             policy=policy,
             max_split=max_split,
         )
-        book.started(start(saga, now, self.timing), now, ctx.envelope.id)
+        book.started(start(saga, now, self.timing, in_place=True), now, ctx.envelope.id)
         log.info("order_accepted", order_id=order_id, channel=order.channel, policy=policy)
 
     async def on_cancel_order(self, msg: CancelOrderMessage, ctx: MessageContext) -> None:
@@ -156,7 +156,8 @@ class Handlers:
         await self._transition(ctx, saga, reply, _now())
 
     async def _transition(self, ctx: MessageContext, saga: Saga, event: Any, now: datetime) -> None:
-        SagaBook.of(ctx.uow).transitioned(saga, decide(saga, event, now, self.timing), now, ctx.envelope.id)
+        outcome = decide(saga, event, now, self.timing, in_place=True)  # the book's saga is ours to change
+        SagaBook.of(ctx.uow).transitioned(outcome, now, ctx.envelope.id)
 
 
 async def _refuse(

@@ -34,8 +34,8 @@ async def poll_once(resources: Resources, timing: Timing, limit: int = 200) -> i
         sagas = await store.due_sagas(uow.conn, now, limit)
         book = SagaBook.of(uow)
         for saga in sagas:
-            outcome = decide(saga, Timeout(), now, timing)
-            book.transitioned(saga, outcome, now, None)
+            outcome = decide(saga, Timeout(), now, timing, in_place=True)
+            book.transitioned(outcome, now, None)
             if outcome.commands:
                 log.info("saga_timeout_handled", order_id=saga.order_id, resent=len(outcome.commands))
     return len(sagas)

@@ -496,3 +496,26 @@ class TestEveryStageAndInput:
             assert statuses in (["cancelling"], [])
         else:
             assert statuses in (["cancel_refused"], []), statuses
+
+
+class TestCopyOrHandOver:
+    """decide leaves its input alone unless the caller hands the saga over."""
+
+    def test_by_default_the_input_is_untouched(self) -> None:
+        d = Driver(new_saga())
+        before = d.saga.model_dump()
+        out = decide(d.saga, reserved(d.one(ReserveStock)), d.now, TIMING)
+        assert out.saga is not d.saga
+        assert d.saga.model_dump() == before
+        assert out.saga.phase != d.saga.phase
+
+    def test_in_place_changes_the_given_saga_with_the_same_outcome(self) -> None:
+        base = new_saga()
+        copied, handed = Driver(base), Driver(base)
+        event = reserved(copied.one(ReserveStock))
+        expected = decide(copied.saga, event, copied.now, TIMING)
+        out = decide(handed.saga, event, handed.now, TIMING, in_place=True)
+        assert out.saga is handed.saga
+        assert out.saga.model_dump() == expected.saga.model_dump()
+        assert [c.message_id for c in out.commands] == [c.message_id for c in expected.commands]
+        assert out.statuses == expected.statuses

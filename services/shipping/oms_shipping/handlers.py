@@ -34,6 +34,7 @@ from oms_shipping import domain, store
 from oms_shipping.domain import Attempt, CarrierAnswer, Package, PackedItem, Shipment, ShipmentRequest
 from oms_shipping.labels import LABEL_FORMAT, render_label
 from oms_shipping.rates import CARRIERS, Carrier, GeoPoint
+from oms_shipping.scans import ScanBook
 
 __all__ = [
     "CARRIER_EVENT_HANDLERS",
@@ -50,6 +51,7 @@ log = structlog.get_logger(__name__)
 
 async def on_book_shipment(cmd: BookShipment, ctx: MessageContext, *, carriers: Sequence[Carrier] = CARRIERS) -> None:
     """Open the shipment and ask the cheapest eligible carrier; a repeat answers with the current outcome."""
+    await ScanBook.of(ctx.uow).settle()
     at = ctx.envelope.time
     shipment = domain.open_shipment(cmd.shipment_id, cmd.order_id, _request(cmd), at, carriers)
     if await store.insert_shipment(ctx.conn, shipment, at):
@@ -68,6 +70,7 @@ async def on_carrier_booking_answered(
     evt: CarrierBookingAnswered, ctx: MessageContext, *, carriers: Sequence[Carrier] = CARRIERS
 ) -> None:
     """Book on acceptance; on refusal ask the next cheapest carrier, or fail when none is left."""
+    await ScanBook.of(ctx.uow).settle()
     shipment, taken = await store.load_for_answer(ctx.conn, evt.shipment_id, evt.tracking_number)
     if shipment is None or shipment.attempt is None:
         why = "unknown shipment" if shipment is None else f"no booking in hand ({shipment.status})"
@@ -96,22 +99,15 @@ async def on_carrier_booking_answered(
 
 async def on_carrier_scan(evt: CarrierScan, ctx: MessageContext) -> None:
     """Record the scan; dispatch on the first pick-up, report each later status once."""
-    shipment = await store.record_scan(
-        ctx.conn,
-        shipment_id=evt.shipment_id,
-        order_id=evt.order_id,
-        carrier=evt.carrier,
-        tracking_number=evt.tracking_number,
-        scan=evt.scan,
-        at=evt.at,
-        detail=evt.detail,
-    )
+    book = ScanBook.of(ctx.uow)
+    book.record(evt)
+    shipment = await book.get(evt.shipment_id)
     outcome = domain.apply_scan(shipment, evt.scan, evt.carrier, evt.tracking_number)
     if outcome.shipment is None or outcome.ignored:
         log.info("scan_ignored", shipment_id=evt.shipment_id, scan=evt.scan, why=outcome.ignored)
         return
     updated = outcome.shipment
-    await store.save_scan(ctx.conn, updated, evt.at, dispatched=outcome.dispatched)
+    book.save(updated, evt.at, dispatched=outcome.dispatched)
     assert updated.request is not None
     assert updated.attempt is not None
     assert updated.tracking_number is not None
@@ -143,6 +139,7 @@ async def on_carrier_scan(evt: CarrierScan, ctx: MessageContext) -> None:
 
 async def on_cancel_shipment(cmd: CancelShipment, ctx: MessageContext) -> None:
     """Cancel before the hand-over (voiding the booking in hand); refuse after it."""
+    await ScanBook.of(ctx.uow).settle()
     shipment = await store.load_shipment(ctx.conn, cmd.shipment_id)
     outcome = domain.cancel_shipment(shipment, cmd.shipment_id, cmd.order_id)
     if outcome.kind == "refused":

@@ -7,10 +7,13 @@ state no concurrent handler can change before the write.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from oms_shared.db import Connection
 from oms_shipping.domain import (
@@ -28,13 +31,15 @@ from oms_shipping.labels import LABEL_FORMAT
 from oms_shipping.rates import GeoPoint
 
 __all__ = [
+    "SavedScan",
     "insert_shipment",
     "load_for_answer",
     "load_shipment",
-    "record_scan",
+    "load_shipments",
+    "record_scans",
     "save_answer",
     "save_cancel",
-    "save_scan",
+    "save_scans",
     "tracking_view",
 ]
 
@@ -50,20 +55,33 @@ _COLUMNS = """
 # The f-strings below only join constant fragments of this module: no input reaches the SQL text.
 _LOAD = f"SELECT {_COLUMNS} FROM shipments s WHERE s.shipment_id = $1 FOR UPDATE OF s"  # noqa: S608
 
+_LOAD_MANY = f"""
+SELECT {_COLUMNS} FROM shipments s WHERE s.shipment_id = ANY($1::text[]) ORDER BY s.shipment_id FOR UPDATE OF s
+"""  # noqa: S608
+
 _LOAD_FOR_ANSWER = f"""
 SELECT {_COLUMNS},
        EXISTS (SELECT 1 FROM shipments o WHERE o.tracking_number = $2 AND o.shipment_id <> $1) AS taken
   FROM shipments s WHERE s.shipment_id = $1 FOR UPDATE OF s
 """  # noqa: S608
 
-_RECORD_SCAN = f"""
-WITH scan AS (
-    INSERT INTO tracking_events (shipment_id, order_id, carrier, tracking_number, scan, at, detail)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
-    ON CONFLICT (shipment_id, scan, at) DO NOTHING
-)
-{_LOAD}
-"""  # noqa: S608
+_RECORD_SCANS = """
+INSERT INTO tracking_events (shipment_id, order_id, carrier, tracking_number, scan, at, detail)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
+ON CONFLICT (shipment_id, scan, at) DO NOTHING
+"""
+
+_SAVE_SCANS = """
+UPDATE shipments
+   SET status = u.status,
+       reported = ARRAY(SELECT jsonb_array_elements_text(u.reported::jsonb)),
+       dispatched_at = coalesce(u.dispatched_at, shipments.dispatched_at),
+       delivered_at = coalesce(shipments.delivered_at, u.delivered_at),
+       updated_at = now()
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+       AS u(shipment_id, status, reported, dispatched_at, delivered_at)
+ WHERE shipments.shipment_id = u.shipment_id
+"""
 
 _INSERT_SHIPMENT = """
 WITH s AS (
@@ -105,15 +123,6 @@ UPDATE shipments
        carrier = $12, service_level = $13, cost_minor = $14, currency = $15, promised_ship_date = $16,
        updated_at = now()
  WHERE shipment_id = $6
-"""
-
-_SAVE_SCAN = """
-UPDATE shipments
-   SET status = $2, reported = $3,
-       dispatched_at = CASE WHEN $4 THEN $5 ELSE dispatched_at END,
-       delivered_at = CASE WHEN $2 = 'delivered' THEN coalesce(delivered_at, $5) ELSE delivered_at END,
-       updated_at = now()
- WHERE shipment_id = $1
 """
 
 _SAVE_CANCEL = """
@@ -178,6 +187,11 @@ async def load_shipment(conn: Connection, shipment_id: str) -> Shipment | None:
     return _shipment(row) if row else None
 
 
+async def load_shipments(conn: Connection, shipment_ids: Sequence[str]) -> dict[str, Shipment]:
+    """The known shipments among ``shipment_ids``, locked in id order (no deadlock between instances)."""
+    return {row["shipment_id"]: _shipment(row) for row in await conn.fetch(_LOAD_MANY, list(shipment_ids))}
+
+
 async def load_for_answer(
     conn: Connection, shipment_id: str, tracking_number: str | None
 ) -> tuple[Shipment | None, bool]:
@@ -186,20 +200,32 @@ async def load_for_answer(
     return (_shipment(row), bool(row["taken"])) if row else (None, False)
 
 
-async def record_scan(
-    conn: Connection,
-    *,
-    shipment_id: str,
-    order_id: str,
-    carrier: str,
-    tracking_number: str,
-    scan: str,
-    at: datetime,
-    detail: str,
-) -> Shipment | None:
-    """Store a scan (an identical one once) and return the locked shipment it is about, if known."""
-    row = await conn.fetchrow(_RECORD_SCAN, shipment_id, order_id, carrier, tracking_number, scan, at, detail)
-    return _shipment(row) if row else None
+@dataclass(frozen=True, slots=True)
+class SavedScan:
+    """A shipment's state after a batch's scans: when it was dispatched, when a scan said delivered."""
+
+    shipment: Shipment
+    dispatched_at: datetime | None
+    delivered_at: datetime | None
+
+
+async def record_scans(conn: Connection, scans: Sequence[tuple[str, str, str, str, str, datetime, str]]) -> None:
+    """Store scans (shipment, order, carrier, tracking number, scan, at, detail), an identical one once."""
+    if scans:
+        await conn.execute(_RECORD_SCANS, *(list(column) for column in zip(*scans, strict=True)))
+
+
+async def save_scans(conn: Connection, saved: Sequence[SavedScan]) -> None:
+    """Store the shipments' statuses after scans (one statement); dispatch and delivery times once."""
+    if saved:
+        await conn.execute(
+            _SAVE_SCANS,
+            [s.shipment.shipment_id for s in saved],
+            [s.shipment.status for s in saved],
+            [orjson.dumps(sorted(s.shipment.reported)).decode() for s in saved],
+            [s.dispatched_at for s in saved],
+            [s.delivered_at for s in saved],
+        )
 
 
 async def save_answer(
@@ -232,11 +258,6 @@ async def save_answer(
         LABEL_FORMAT,
         label,
     )
-
-
-async def save_scan(conn: Connection, shipment: Shipment, at: datetime, *, dispatched: bool) -> None:
-    """Store the shipment's status after a scan, and when it was dispatched or delivered."""
-    await conn.execute(_SAVE_SCAN, shipment.shipment_id, shipment.status, sorted(shipment.reported), dispatched, at)
 
 
 async def save_cancel(conn: Connection, shipment: Shipment, at: datetime, void: Attempt | None) -> None:

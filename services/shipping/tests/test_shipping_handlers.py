@@ -31,8 +31,8 @@ from oms_shared.contracts.shipping import (
 )
 from oms_shared.outbox import OutgoingMessage
 from oms_shared.runtime import Handler
-from oms_shared.testing import envelope_of, handle, payloads
-from oms_shipping import store
+from oms_shared.testing import envelope_of, handle, handle_batch, payloads
+from oms_shipping import scans, store
 from oms_shipping.handlers import (
     on_book_shipment,
     on_cancel_shipment,
@@ -489,6 +489,52 @@ class TestScans:
             == []
         )
         assert (await row(pool, done.shipment_id))["status"] == "booked"
+
+
+class TestScansInOneBatch:
+    """A batch's scans share one load and one write per shipment, with the same outcome as one by one."""
+
+    async def test_a_whole_journey_in_one_batch(self, pool: asyncpg.Pool[Any]) -> None:
+        done, other = await booked(pool), await booked(pool)
+        hours = [("picked_up", 0), ("picked_up", 0), ("in_transit", 1), ("out_for_delivery", 2), ("delivered", 4)]
+        batch = [(on_carrier_scan, scan(done, kind, T0 + timedelta(hours=h))) for kind, h in hours]
+        batch.insert(2, (on_carrier_scan, scan(other, "in_transit", T0)))
+        emitted = await handle_batch(pool, batch, prepare=scans.prepare)
+        mine = [m for m in emitted if m.envelope.key == done.order_id.encode()]
+        assert [m.envelope.type for m in mine] == [ShipmentDispatched.ce_type] + [ShipmentStatusChanged.ce_type] * 3
+        assert [p.status for p in payloads(mine, ShipmentStatusChanged)] == ["in_transit", "out_for_delivery",
+                                                                              "delivered"]  # fmt: skip
+        shipment = await row(pool, done.shipment_id)
+        assert (shipment["status"], shipment["dispatched_at"], shipment["delivered_at"]) == (
+            "delivered", T0, T0 + timedelta(hours=4),
+        )  # fmt: skip
+        assert sorted(shipment["reported"]) == ["delivered", "in_transit", "out_for_delivery"]
+        assert await count(pool, "tracking_events", done.shipment_id) == 4  # the repeated pick-up is one row
+        assert (await row(pool, other.shipment_id))["status"] == "dispatched"
+
+    async def test_a_cancel_after_a_pick_up_in_the_same_batch_sees_it(self, pool: asyncpg.Pool[Any]) -> None:
+        done = await booked(pool)
+        batch: list[tuple[Handler, Contract]] = [
+            (on_carrier_scan, scan(done, "picked_up")),
+            (on_cancel_shipment, cancel(done)),
+            (on_carrier_scan, scan(done, "in_transit", T0 + timedelta(hours=1))),
+        ]
+        emitted = await handle_batch(pool, batch, prepare=scans.prepare)
+        assert [m.envelope.type for m in emitted] == [
+            ShipmentDispatched.ce_type, ShipmentCancelRefused.ce_type, ShipmentStatusChanged.ce_type,
+        ]  # fmt: skip
+        assert (await row(pool, done.shipment_id))["status"] == "dispatched"
+        assert await count(pool, "tracking_events", done.shipment_id) == 2
+
+    async def test_a_cancel_before_the_pick_up_in_the_same_batch_wins(self, pool: asyncpg.Pool[Any]) -> None:
+        done = await booked(pool)
+        batch: list[tuple[Handler, Contract]] = [
+            (on_cancel_shipment, cancel(done)),
+            (on_carrier_scan, scan(done, "picked_up")),
+        ]
+        emitted = await handle_batch(pool, batch, prepare=scans.prepare)
+        assert ShipmentDispatched.ce_type not in [m.envelope.type for m in emitted]
+        assert (await row(pool, done.shipment_id))["status"] == "cancelled"
 
 
 class TestCancelShipment:
