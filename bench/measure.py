@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 import uuid
@@ -95,25 +96,43 @@ def latencies(published: dict[str, float], collector: StatusCollector) -> dict[s
     return result
 
 
-async def backlog(bootstrap: str, groups: list[str]) -> dict[str, int]:
-    """Messages not yet consumed, per consumer group (end offset - committed offset, summed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
+class BacklogProbe:
+    """Messages not yet consumed, per consumer group (end offset - committed offset, summed).
+
+    One admin client and one consumer for the probe's life: opening them for every
+    sample cost the broker and this process more CPU than the measurement is worth.
+    """
+
+    def __init__(self, bootstrap: str, groups: list[str]) -> None:
+        self._groups = groups
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+    async def __aenter__(self) -> BacklogProbe:
+        await self._admin.start()
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+        await self._admin.close()
+
+    async def sample(self) -> dict[str, int]:
         result = {}
-        for group in groups:
-            committed: dict[TopicPartition, Any] = await admin.list_consumer_group_offsets(group)
+        for group in self._groups:
+            committed: dict[TopicPartition, Any] = await self._admin.list_consumer_group_offsets(group)
             if not committed:
                 result[group] = 0
                 continue
-            ends = await consumer.end_offsets(list(committed))
+            ends = await self._consumer.end_offsets(list(committed))
             result[group] = sum(max(0, ends[tp] - meta.offset) for tp, meta in committed.items() if meta.offset >= 0)
         return result
-    finally:
-        await consumer.stop()
-        await admin.close()
+
+
+async def backlog(bootstrap: str, groups: list[str]) -> dict[str, int]:
+    """One sample of :class:`BacklogProbe`."""
+    async with BacklogProbe(bootstrap, groups) as probe:
+        return await probe.sample()
 
 
 @dataclass
@@ -133,7 +152,11 @@ def find_processes() -> list[ProcessGroup]:
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
         argv = proc.info["cmdline"] or []
         cmd = " ".join(argv)
-        if "kafka.Kafka" in cmd:
+        if proc.info["pid"] == os.getpid():
+            by_name["bench.harness"].append(proc.info["pid"])
+        elif "bench/loadgen.py" in cmd:
+            by_name["bench.loadgen"].append(proc.info["pid"])
+        elif "kafka.Kafka" in cmd:
             by_name["kafka"].append(proc.info["pid"])
         elif proc.info["name"] == "postgres":
             by_name["postgres"].append(proc.info["pid"])

@@ -33,7 +33,15 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 from catalogue import WAREHOUSES, Catalogue  # noqa: E402
-from measure import ResourceSampler, StatusCollector, backlog, find_processes, latencies  # noqa: E402
+from measure import (  # noqa: E402
+    BacklogProbe,
+    ProcessGroup,
+    ResourceSampler,
+    StatusCollector,
+    backlog,
+    find_processes,
+    latencies,
+)
 
 from oms_shared import topics  # noqa: E402
 from oms_shared.contracts.common import Coordinates  # noqa: E402
@@ -193,15 +201,17 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         python(), str(BENCH / "loadgen.py"), "--rate", str(rate), "--duration", str(duration), "--prefix", prefix,
         "--skus", str(skus), "--out", str(out), stdout=subprocess.PIPE,
     )  # fmt: skip
+    sampler.groups.append(ProcessGroup("bench.loadgen", [gen.pid]))  # the measurement's own cost, reported
     lag_series: list[tuple[float, int]] = []
     last_lag: dict[str, int] = {}
-    while gen.returncode is None:
-        try:
-            await asyncio.wait_for(gen.wait(), timeout=2)
-        except TimeoutError:
-            lag = await backlog(bootstrap(), GROUPS)
-            lag_series.append((round(time.time() - started, 1), sum(lag.values())))
-            last_lag = lag
+    async with BacklogProbe(bootstrap(), GROUPS) as probe:
+        while gen.returncode is None:
+            try:
+                await asyncio.wait_for(gen.wait(), timeout=2)
+            except TimeoutError:
+                lag = await probe.sample()
+                lag_series.append((round(time.time() - started, 1), sum(lag.values())))
+                last_lag = lag
     gen_result = json.loads((await gen.stdout.read()).decode().strip().splitlines()[-1]) if gen.stdout else {}
     published = {row["order_id"]: row["t"] for row in map(json.loads, out.read_text().splitlines())}
     deadline = time.time() + grace_s
@@ -511,7 +521,7 @@ def checkpoint(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[50, 100, 200, 300, 400])
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[25, 50, 100, 125, 150, 200, 300])
     parser.add_argument("--step-s", type=float, default=60.0)
     parser.add_argument("--grace-s", type=float, default=30.0)
     parser.add_argument("--skus", type=int, default=10_000)

@@ -1,8 +1,8 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order, then deletes them.
 
-One round is one transaction and one statement: take the relay's advisory lock
-(so one relay per database publishes, and rows for one key keep their order across
-instances) and delete up to N rows, oldest first, returning them; hand them all to
+One round is one transaction and one statement (after its settings): take the
+relay's advisory lock (so one relay per database publishes, and rows for one key keep
+their order across instances) and delete up to N rows, oldest first, returning them; hand them all to
 the idempotent producer, wait for every acknowledgement, commit. If publishing
 fails the transaction rolls back and the rows are still there. A crash after
 publishing and before the commit republishes the rows: consumers' inboxes make that
@@ -34,14 +34,18 @@ log = structlog.get_logger(__name__)
 
 _RELAY_LOCK = 0x0F15_0002
 
+# For the relay's transaction only. The outbox is a queue: after a vacuum the planner
+# believes it empty and sequentially scans the whole (mostly empty) heap, twice per round;
+# measured at 150 orders/s that was 25 ms per round. The primary key index reads only
+# the rows at the head of the queue.
+_SETTINGS = "SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off"
+
 _TAKE = """
-WITH lock AS MATERIALIZED (
-    SELECT pg_try_advisory_xact_lock($2) AS held, set_config('synchronous_commit', 'off', true)
-)
-DELETE FROM outbox WHERE id IN (
+WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($2) AS held)
+DELETE FROM outbox WHERE id = ANY(ARRAY(
     SELECT id FROM outbox WHERE (SELECT held FROM lock)
     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-)
+))
 RETURNING id, topic, key, headers, payload
 """
 
@@ -97,6 +101,7 @@ class OutboxRelay:
         """One round: publish up to a batch of rows; return how many were published."""
         self._wakeup.clear()
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_SETTINGS)
             # No rows also when another instance holds the lock: it is relaying this database.
             rows = sorted(await conn.fetch(_TAKE, self._batch_size, _RELAY_LOCK), key=lambda row: row["id"])
             if not rows:

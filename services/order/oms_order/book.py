@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from oms_order import store
 from oms_order.saga_state import Outcome, Saga, Status
 from oms_shared import topics
-from oms_shared.contracts.order import OrderStatusChanged
+from oms_shared.contracts import RawPayload
+from oms_shared.contracts.order import OrderStatusChanged, PlaceOrder, order_id_for
+from oms_shared.errors import RetryableError
 from oms_shared.outbox import UnitOfWork
 
 __all__ = ["SagaBook", "prepare"]
@@ -46,6 +50,10 @@ class SagaBook:
         self._changed: set[str] = set()
         self._statuses: list[_Pending] = []
         self._policies: dict[str, tuple[str, int]] = {}
+        #: order id -> content fingerprint of accepted orders seen by this batch.
+        self._fingerprints: dict[str, str] = {}
+        self._new_orders: list[store.NewOrder] = []
+        self._checked: set[str] = set()
 
     @staticmethod
     def of(uow: UnitOfWork) -> SagaBook:
@@ -65,6 +73,23 @@ class SagaBook:
         """The order's saga, locked for this transaction; None if there is none."""
         await self.load([order_id])
         return self._sagas[order_id]
+
+    async def load_orders(self, order_ids: Iterable[str]) -> None:
+        """Read the fingerprints of accepted orders among ``order_ids`` (one statement)."""
+        wanted = sorted({order_id for order_id in order_ids if order_id not in self._fingerprints})
+        if wanted:
+            self._fingerprints.update(await store.fingerprints(self._uow.conn, wanted))
+            self._checked.update(wanted)
+
+    async def accept(self, order: store.NewOrder) -> str | None:
+        """Accept a new order (inserted at flush), or return the fingerprint of the one accepted before."""
+        if order.order_id not in self._checked:
+            await self.load_orders([order.order_id])
+        existing = self._fingerprints.get(order.order_id)
+        if existing is None:
+            self._fingerprints[order.order_id] = order.fingerprint
+            self._new_orders.append(order)
+        return existing
 
     async def policy(self, channel: str) -> tuple[str, int]:
         """The channel's partial-stock policy and maximum split, read once per batch."""
@@ -119,6 +144,11 @@ class SagaBook:
     async def flush(self) -> None:
         """Write new and changed sagas and the timeline (one statement each); emit the statuses."""
         conn = self._uow.conn
+        orders, self._new_orders = self._new_orders, []
+        if await store.insert_orders(conn, orders) < len(orders):
+            # Another instance accepted one of them since this batch looked: replay the
+            # batch, which will then see it as a duplicate or a conflict.
+            raise RetryableError("an order of this batch was accepted concurrently")
         await store.insert_sagas(conn, [s for order_id in self._new if (s := self._sagas[order_id]) is not None])
         await store.save_sagas(conn, [s for order_id in self._changed if (s := self._sagas[order_id]) is not None])
         pending, self._statuses = self._statuses, []
@@ -147,6 +177,28 @@ class SagaBook:
 
 
 async def prepare(uow: UnitOfWork, payloads: Sequence[Any]) -> None:
-    """The runtime's per-batch hook: load and lock every saga the batch's replies name."""
-    order_ids = [order_id for p in payloads if isinstance(order_id := getattr(p, "order_id", None), str)]
-    await SagaBook.of(uow).load(order_ids)
+    """The runtime's per-batch hook: load and lock every saga the batch's replies name,
+    and read which of the batch's new orders were accepted before."""
+    book = SagaBook.of(uow)
+    await book.load(order_id for p in payloads if isinstance(order_id := getattr(p, "order_id", None), str))
+    await book.load_orders(order_id for p in payloads if (order_id := _peek_order_id(p)) is not None)
+
+
+def _peek_order_id(payload: Any) -> str | None:
+    """The order id a place-order message would get, if its key fields can be read at all.
+
+    Only a hint for loading in bulk: the intake validates the message in full later,
+    and an order the peek misses is looked up on its own.
+    """
+    if not isinstance(payload, RawPayload) or payload.ce_type != PlaceOrder.ce_type:
+        return None
+    try:
+        data = orjson.loads(payload.data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    channel, external_id = data.get("channel"), data.get("external_order_id")
+    if not isinstance(channel, str) or not isinstance(external_id, str):
+        return None
+    return order_id_for(channel, external_id)

@@ -89,18 +89,20 @@ class Handlers:
         order = result.order
         order_id = order_id_for(order.channel, order.external_order_id)
         fingerprint = intake.fingerprint(order)
-        existing = await store.insert_order(
-            ctx.conn,
-            order_id=order_id,
-            channel=order.channel,
-            external_order_id=order.external_order_id,
-            fingerprint=fingerprint,
-            customer_id=order.customer.id,
-            currency=order.currency,
-            total=order.total,
-            amount_paid=order.payment.amount_paid,
-            payload=order.model_dump(mode="json"),
-            message_id=ctx.envelope.id,
+        book = SagaBook.of(ctx.uow)
+        existing = await book.accept(
+            store.NewOrder(
+                order_id=order_id,
+                channel=order.channel,
+                external_order_id=order.external_order_id,
+                fingerprint=fingerprint,
+                customer_id=order.customer.id,
+                currency=order.currency,
+                total=order.total,
+                amount_paid=order.payment.amount_paid,
+                payload=order.model_dump(mode="json"),
+                message_id=ctx.envelope.id,
+            )
         )
         if existing == fingerprint:
             log.info("duplicate_order_ignored", order_id=order_id)
@@ -110,7 +112,6 @@ class Handlers:
             hint = {"channel": order.channel, "external_order_id": order.external_order_id}
             await _refuse(ctx, "conflict", (reason,), hint, msg.data, now)
             return
-        book = SagaBook.of(ctx.uow)
         policy, max_split = await book.policy(order.channel)
         saga = Saga(
             order_id=order_id,
@@ -139,8 +140,9 @@ class Handlers:
         if isinstance(result, intake.Invalid):
             await _refuse(ctx, "invalid", result.reasons, result.hint, msg.data, now)
             return
-        order_id = await store.find_order_id(ctx.conn, result.channel, result.external_order_id)
-        saga = await SagaBook.of(ctx.uow).get(order_id) if order_id else None
+        # The id derives from (channel, external id); an accepted order has a saga, maybe
+        # only in this batch's book so far.
+        saga = await SagaBook.of(ctx.uow).get(order_id_for(result.channel, result.external_order_id))
         if saga is None:
             hint = {"channel": result.channel, "external_order_id": result.external_order_id}
             await _refuse(ctx, "unknown_order", ("no such order",), hint, msg.data, now, status="cancel_refused")

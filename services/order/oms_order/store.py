@@ -14,11 +14,12 @@ from oms_shared.db import Connection
 
 __all__ = [
     "Appended",
+    "NewOrder",
     "TimelineEntry",
     "append_statuses",
     "due_sagas",
-    "find_order_id",
-    "insert_order",
+    "fingerprints",
+    "insert_orders",
     "insert_sagas",
     "load_policy",
     "load_sagas",
@@ -56,46 +57,57 @@ async def load_policy(conn: Connection, channel: str) -> tuple[str, int]:
     return (row["partial_policy"], row["max_split"]) if row else ("reject", 3)
 
 
-async def insert_order(
-    conn: Connection,
-    *,
-    order_id: str,
-    channel: str,
-    external_order_id: str,
-    fingerprint: str,
-    customer_id: str,
-    currency: str,
-    total: int,
-    amount_paid: int,
-    payload: dict[str, Any],
-    message_id: str,
-) -> str | None:
-    """Insert a new order; if (channel, external id) exists, return the existing fingerprint instead."""
-    inserted = await conn.fetchval(
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An accepted order's row."""
+
+    order_id: str
+    channel: str
+    external_order_id: str
+    fingerprint: str
+    customer_id: str
+    currency: str
+    total: int
+    amount_paid: int
+    payload: dict[str, Any]
+    message_id: str
+
+
+async def fingerprints(conn: Connection, order_ids: Sequence[str]) -> dict[str, str]:
+    """The content fingerprints of the orders among ``order_ids`` that exist."""
+    rows = await conn.fetch("SELECT order_id, fingerprint FROM orders WHERE order_id = ANY($1::uuid[])", order_ids)
+    return {str(row["order_id"]): row["fingerprint"] for row in rows}
+
+
+async def insert_orders(conn: Connection, orders: Sequence[NewOrder]) -> int:
+    """Insert new orders in one statement; return how many were inserted (fewer: a concurrent insert won)."""
+    if not orders:
+        return 0
+    inserted: int = await conn.fetchval(
         """
-        INSERT INTO orders (order_id, channel, external_order_id, fingerprint, customer_id, currency,
-                            total, amount_paid, payload, message_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-        ON CONFLICT DO NOTHING  -- order_id derives from (channel, external_order_id): either index may report a race
-        RETURNING order_id
+        WITH inserted AS (
+            INSERT INTO orders (order_id, channel, external_order_id, fingerprint, customer_id, currency,
+                                total, amount_paid, payload, message_id)
+            SELECT o, c, e, f, cu, cur, t, a, p::jsonb, m
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                        $8::bigint[], $9::text[], $10::text[]) AS u(o, c, e, f, cu, cur, t, a, p, m)
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+        )
+        SELECT count(*) FROM inserted
         """,
-        order_id, channel, external_order_id, fingerprint, customer_id, currency, total, amount_paid, payload,
-        message_id,
-    )  # fmt: skip
-    if inserted is not None:
-        return None
-    existing: str = await conn.fetchval(
-        "SELECT fingerprint FROM orders WHERE channel = $1 AND external_order_id = $2", channel, external_order_id
+        [o.order_id for o in orders],
+        [o.channel for o in orders],
+        [o.external_order_id for o in orders],
+        [o.fingerprint for o in orders],
+        [o.customer_id for o in orders],
+        [o.currency for o in orders],
+        [o.total for o in orders],
+        [o.amount_paid for o in orders],
+        [orjson.dumps(o.payload).decode() for o in orders],
+        [o.message_id for o in orders],
     )
-    return existing
-
-
-async def find_order_id(conn: Connection, channel: str, external_order_id: str) -> str | None:
-    """The order id of a channel's order, if the OMS accepted it."""
-    value = await conn.fetchval(
-        "SELECT order_id FROM orders WHERE channel = $1 AND external_order_id = $2", channel, external_order_id
-    )
-    return str(value) if value is not None else None
+    return inserted
 
 
 def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
