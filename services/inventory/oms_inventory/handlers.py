@@ -221,16 +221,11 @@ async def _plan_and_reserve(
 
 
 async def _reserve(conn: Connection, plan: SourcingPlan) -> bool:
-    """Reserve the plan row by row in the fixed order; on a lost race undo this attempt, return False."""
-    done: list[tuple[str, str, int]] = []
-    for sku, warehouse_id, quantity in reservation_steps(plan.allocations):
-        if not await store.reserve_units(conn, sku, warehouse_id, quantity):
-            log.info("reservation_race_lost", sku=sku, warehouse_id=warehouse_id, quantity=quantity)
-            for step in reversed(done):
-                await store.unreserve_units(conn, *step)
-            return False
-        done.append((sku, warehouse_id, quantity))
-    return True
+    """Reserve the whole plan in one statement; on a lost race nothing stays reserved: False."""
+    if await store.reserve_units(conn, reservation_steps(plan.allocations)):
+        return True
+    log.info("reservation_race_lost", warehouses=plan.warehouses)
+    return False
 
 
 def _reply_reservation(ctx: MessageContext, cmd: ReserveStock, decision: Decision) -> None:

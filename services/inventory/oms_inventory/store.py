@@ -2,7 +2,7 @@
 
 Locking discipline: every statement that changes several stock rows locks them in
 (sku, warehouse_id) order under ``COLLATE "C"``, the order the reservation path
-takes them in one by one, so concurrent writers queue instead of deadlocking.
+takes them in, so concurrent writers queue instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ __all__ = [
     "sourcing_context",
     "sourcing_stock",
     "stock_levels",
-    "unreserve_units",
     "upsert_warehouse",
     "write_off_short_pick",
 ]
@@ -51,12 +50,30 @@ SELECT (SELECT jsonb_build_array(decision_id, reason, chosen, unfilled)
         WHERE s.sku = ANY($3::text[]) AND w.active AND s.on_hand - s.reserved - s.safety_stock > 0) AS stock
 """
 
+# Every step of a plan in one statement: lock the rows in the fixed order, then reserve
+# each step whose units are still available; the rows reserved come back.
 _RESERVE = """
-UPDATE stock SET reserved = reserved + $3
-WHERE sku = $1 AND warehouse_id = $2 AND on_hand - reserved - safety_stock >= $3
+WITH steps AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) AS u(sku, warehouse_id, quantity)
+), locked AS (
+    SELECT st.sku, st.warehouse_id FROM stock st
+    JOIN steps p ON p.sku = st.sku AND p.warehouse_id = st.warehouse_id
+    ORDER BY st.sku COLLATE "C", st.warehouse_id COLLATE "C"
+    FOR UPDATE OF st
+)
+UPDATE stock st SET reserved = st.reserved + p.quantity
+FROM steps p JOIN locked l ON l.sku = p.sku AND l.warehouse_id = p.warehouse_id
+WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
+  AND st.on_hand - st.reserved - st.safety_stock >= p.quantity
+RETURNING st.sku, st.warehouse_id
 """
 
-_UNRESERVE = "UPDATE stock SET reserved = reserved - $3 WHERE sku = $1 AND warehouse_id = $2"
+# Undo some of this transaction's reservations (their rows are still locked by it).
+_UNRESERVE = """
+UPDATE stock st SET reserved = st.reserved - p.quantity
+FROM unnest($1::text[], $2::text[], $3::int[]) AS p(sku, warehouse_id, quantity)
+WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
+"""
 
 # The decision and its reservations in one statement; if the request was recorded
 # meanwhile (a concurrent duplicate), `d` is empty and nothing is inserted. The
@@ -95,15 +112,21 @@ async def sourcing_stock(conn: Connection, skus: Sequence[str]) -> list[StockLev
     return _stock_levels(await conn.fetchval(_SOURCING_STOCK, list(skus)))
 
 
-async def reserve_units(conn: Connection, sku: str, warehouse_id: str, quantity: int) -> bool:
-    """Reserve ``quantity`` units if they are still available there; False if another order took them."""
-    status: str = await conn.execute(_RESERVE, sku, warehouse_id, quantity)
-    return status == "UPDATE 1"
+async def reserve_units(conn: Connection, steps: Sequence[tuple[str, str, int]]) -> bool:
+    """Reserve every (sku, warehouse, units) step, or none: False if another order took some units first.
 
-
-async def unreserve_units(conn: Connection, sku: str, warehouse_id: str, quantity: int) -> None:
-    """Undo :func:`reserve_units` of this transaction (the row is still locked by it)."""
-    await conn.execute(_UNRESERVE, sku, warehouse_id, quantity)
+    Steps must name distinct rows (:func:`~oms_inventory.domain.reservation_steps`).
+    """
+    if not steps:
+        return True
+    columns = [list(column) for column in zip(*steps, strict=True)]
+    done = {(row["sku"], row["warehouse_id"]) for row in await conn.fetch(_RESERVE, *columns)}
+    if len(done) == len(steps):
+        return True
+    undo = [step for step in steps if (step[0], step[1]) in done]
+    if undo:
+        await conn.execute(_UNRESERVE, *[list(column) for column in zip(*undo, strict=True)])
+    return False
 
 
 async def record_decision(

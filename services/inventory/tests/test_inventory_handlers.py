@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from oms_inventory import store
 from oms_inventory.handlers import (
     COMMAND_HANDLERS,
     MOVEMENT_HANDLERS,
@@ -613,6 +614,27 @@ class TestDatabaseRefusesOversell:
         with pytest.raises(asyncpg.CheckViolationError):
             await world.pool.execute("UPDATE stock SET on_hand = -1 WHERE sku = $1 AND warehouse_id = $2", a, ber)
         assert await world.level(a, ber) == (3, 0, 0)
+
+
+class TestReserveUnits:
+    """A plan's steps are reserved in one statement: all of them, or none."""
+
+    async def test_all_steps_or_none(self, world: World) -> None:
+        a, b = world.sku("A"), world.sku("B")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 5)
+        await world.receive(b, ber, 1)
+        sql = "SELECT reserved FROM stock WHERE sku = ANY($1::text[]) AND warehouse_id = $2 ORDER BY sku"
+        async with world.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:  # rolled back at the end: no reservation rows go with these units
+                assert not await store.reserve_units(conn, [(a, ber, 2), (b, ber, 2)])  # b has 1 unit
+                assert [r["reserved"] for r in await conn.fetch(sql, [a, b], ber)] == [0, 0]
+                assert await store.reserve_units(conn, [(a, ber, 2), (b, ber, 1)])
+                assert [r["reserved"] for r in await conn.fetch(sql, [a, b], ber)] == [2, 1]
+            finally:
+                await tx.rollback()
 
 
 class TestConcurrentReservations:
