@@ -487,6 +487,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     per_order = max((s["messages_per_order"] for s in steps), default=20.0)
     orders_for_baseline = int(max(args.rates) * args.step_s)
     checkpoint(args, results)
+    if not args.use_running and not (args.skip_baselines and args.skip_peer):
+        # Baselines and the peer get the machine to themselves: idle services take CPU.
+        launcher().stop(list(launcher().PROCESSES))
     if not args.skip_baselines:
         print("baseline: raw kafka ...", flush=True)
         results["raw_kafka"] = run_json([str(BENCH / "raw_kafka.py"), "--orders", str(orders_for_baseline),

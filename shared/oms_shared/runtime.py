@@ -9,19 +9,21 @@ A service gives it subscriptions (topic -> {payload model: handler}); the runtim
    handler of each new message, in partition order; handlers write their effect
    and emit messages into the outbox through the same transaction;
 4. sends poison records to ``<topic>.dlt`` with the error in headers;
-5. commits the Kafka offsets of the batch, after the database commit.
+5. commits the Kafka offsets, after the database commit (at most every
+   ``commit_interval_s``, in the background: a replay is a no-op, see below).
 
 Transient errors (database or broker down, serialization failure) are retried in
 place with backoff, so the partition's order is kept. If a handler raises
 anything else, the batch is rolled back and replayed one message per transaction
 so that only the culprit is dead-lettered. A crash anywhere replays at most the
-uncommitted batch, and the inbox turns replays into no-ops.
+batches handled since the last offset commit, and the inbox turns replays into no-ops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -146,6 +148,7 @@ class ConsumerRuntime:
         subscriptions: Sequence[Subscription],
         batch_size: int = 500,
         prepare: Prepare | None = None,
+        commit_interval_s: float = 0.1,
     ) -> None:
         self.name = name
         self._source = source
@@ -155,7 +158,10 @@ class ConsumerRuntime:
         self._routes = _Routes.of(subscriptions)
         self._batch_size = batch_size
         self._prepare = prepare
+        self._commit_interval_s = commit_interval_s
         self._committing: asyncio.Task[None] | None = None
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._last_commit = 0.0
         self._stopping = asyncio.Event()
         self.handled = 0
         self.dead_lettered = 0
@@ -174,21 +180,34 @@ class ConsumerRuntime:
         try:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_size)
-                if not batches:
-                    continue
-                try:
-                    await self._handle_batch(batches)
-                except _Stopped:
-                    return
-                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-                # The offset commit overlaps the next batch (one in flight, in order): the
-                # database commit already made the batch durable and the inbox dedupes a replay.
-                if self._committing is not None:
-                    await self._committing
-                self._committing = asyncio.create_task(self._commit(offsets))
+                if batches:
+                    try:
+                        await self._handle_batch(batches)
+                    except _Stopped:
+                        return
+                    self._uncommitted.update({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
+                self._commit_in_background()
         finally:
             if self._committing is not None:
                 await asyncio.shield(self._committing)
+            if self._uncommitted:
+                await asyncio.shield(self._commit(self._uncommitted))
+
+    def _commit_in_background(self) -> None:
+        """Commit the handled batches' offsets, at most once per interval and one commit at a time.
+
+        The database commit already made each batch durable and the inbox turns a
+        replay into no-ops, so offsets may lag a little: under light load, when every
+        batch holds a message or two, one offset commit per batch cost the broker and
+        every consumer more than the batches themselves.
+        """
+        if not self._uncommitted or (self._committing is not None and not self._committing.done()):
+            return
+        if time.monotonic() - self._last_commit < self._commit_interval_s:
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._last_commit = time.monotonic()
+        self._committing = asyncio.create_task(self._commit(offsets))
 
     async def _handle_batch(self, batches: Mapping[TopicPartition, list[Record]]) -> None:
         good: list[_Decoded] = []

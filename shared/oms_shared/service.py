@@ -118,6 +118,7 @@ async def serve(spec: ServiceSpec) -> bool:
             subscriptions=spec.subscriptions,
             batch_size=settings.consumer_batch_size,
             prepare=spec.prepare,
+            commit_interval_s=settings.consumer_commit_interval_s,
         )
     resources = Resources(pool, producer, settings, stopping)
     tasks = [asyncio.create_task(relay.run(), name="relay")]
