@@ -138,12 +138,18 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
     at100, at300 = _step_at(steps, 100), _step_at(steps, 300)
     rss = max((u["peak_rss_mb"] for s in steps for n, u in s["resources"].items()
                if n not in ("kafka", "postgres") and not n.startswith("bench.")), default=0)  # fmt: skip
+
+    def p99(step: dict[str, Any] | None) -> str:
+        if step is None:
+            return f"not reached (stepping stopped at {steps[-1]['offered_rate']:g}/s)"
+        return f"{step['latency_ms']['reserved']['p99']} ms"
+
     checks = [
         ("sustained intake->reserved at 300/s", best >= TARGETS["sustained"], f"max sustainable {best:g}/s"),
         ("p99 intake->reserved <= 50 ms at 100/s", bool(at100 and at100["latency_ms"]["reserved"]["p99"] <= 50),
-         f"{at100['latency_ms']['reserved']['p99'] if at100 else 'not measured'} ms"),
+         p99(at100)),
         ("p99 intake->reserved <= 150 ms at 300/s", bool(at300 and at300["latency_ms"]["reserved"]["p99"] <= 150),
-         f"{at300['latency_ms']['reserved']['p99'] if at300 else 'not measured'} ms"),
+         p99(at300)),
         ("full journey to shipped >= 150/s", max(s["throughput_shipped"] for s in steps if s["sustainable"] or True) >= 150,
          f"{max(s['throughput_shipped'] for s in steps)}/s"),
         ("each service <= 200 MB RSS", rss <= TARGETS["rss_mb"], f"peak {rss} MB"),
@@ -151,8 +157,18 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
     lines += ["| target | met | measured |", "|---|---|---|"]
     lines += [f"| {name} | {'yes' if ok else '**no**'} | {value} |" for name, ok, value in checks]
     lines += ["", *[f"![{i}]({i})" for i in images], ""]
+    beyond = next((s for s in steps if not s["sustainable"]), None)
+    if beyond and beyond.get("backlog_by_group_at_end"):
+        lag = ", ".join(f"{g} {n}" for g, n in sorted(beyond["backlog_by_group_at_end"].items(), key=lambda kv: -kv[1]))
+        lines += ["## Who falls behind", "",
+                  f"Backlog per consumer group at the end of the {beyond['offered_rate']:g}/s step: {lag}.", ""]  # fmt: skip
+    top = next((s for s in steps if s["offered_rate"] == best), None)
+    if top and top.get("messages_per_order_by_topic"):
+        per_topic = ", ".join(f"{t} {n}" for t, n in top["messages_per_order_by_topic"].items())
+        lines += ["## Messages per order, by topic", "", f"At {best:g}/s: {per_topic}.", ""]
     if result.get("profile"):
-        lines += ["## Profile of the busiest service at the highest step", "", "```", result["profile"], "```", ""]
+        lines += ["## Profile of the busiest service at the maximum sustainable rate", "", "```", result["profile"],
+                  "```", ""]  # fmt: skip
     if result.get("scaling"):
         sc = result["scaling"]
         lines += ["## Scaling", "", sc.get("summary", json.dumps(sc)), ""]
