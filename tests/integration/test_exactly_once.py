@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from oms_shared.outbox import OutgoingMessage, write_outbox
 from oms_shared.topics import Topic
@@ -115,3 +116,44 @@ class TestExactlyOneEffect:
         )
         await wait_effects(harness_db, marker, 1)  # same partition, published after: the duplicate was seen
         assert await effects(harness_db, counter) == (1, 1)
+
+
+class TestOffsetsAreCommitted:
+    """Offsets are committed in the background, at most every interval: they still reach the end."""
+
+    async def test_the_group_catches_up_to_the_end_of_the_topic(
+        self,
+        producer: AIOKafkaProducer,
+        harness_dsn: str,
+        harness_db: asyncpg.Connection[Any],
+        harness: list[Any],
+        harness_topic: Topic,
+    ) -> None:
+        counters = [f"offsets-{i}-{uuid.uuid4()}" for i in range(4)]
+        proc = new_harness(harness_dsn, harness, harness_topic, HARNESS_CONSUMER_COMMIT_INTERVAL_S="0.5").start()
+        await proc.wait_ready()
+        for n in range(40):
+            counter = counters[n % len(counters)]
+            envelope = support.envelope_for(Increment(counter=counter, amount=1), key=counter)
+            await support.publish(producer, harness_topic.name, envelope)
+        for counter in counters:
+            await wait_effects(harness_db, counter, 10)
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=support.bootstrap_servers())
+        consumer = AIOKafkaConsumer(bootstrap_servers=support.bootstrap_servers())
+        await admin.start()
+        await consumer.start()
+        try:
+
+            async def caught_up() -> bool:
+                committed = await admin.list_consumer_group_offsets(f"group-{harness_topic.name}")
+                ends = await consumer.end_offsets(
+                    [TopicPartition(harness_topic.name, p) for p in range(harness_topic.partitions)]
+                )
+                done = {tp: meta.offset for tp, meta in committed.items() if tp.topic == harness_topic.name}
+                return sum(ends.values()) == 40 and all(done.get(tp, 0) == end for tp, end in ends.items())
+
+            await support.eventually(caught_up, timeout=30, what="committed offsets at the end of the topic")
+        finally:
+            await consumer.stop()
+            await admin.close()
