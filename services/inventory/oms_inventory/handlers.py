@@ -22,7 +22,6 @@ from oms_inventory.domain import (
 from oms_inventory.stock import (
     Movement,
     MovementVerdict,
-    WarehouseLevel,
     availability,
     judge_movement,
     plan_write_offs,
@@ -74,7 +73,7 @@ async def on_reserve_stock(cmd: ReserveStock, ctx: MessageContext) -> None:
     ship_to = Point(cmd.ship_to.lat, cmd.ship_to.lon)
     plan, attempts = await _plan_and_reserve(ctx.conn, cmd, lines, ship_to, stock)
     decision = Decision.of(uuid.uuid4().hex, plan)
-    levels = await store.record_decision(
+    recorded = await store.record_decision(
         ctx.conn,
         order_id=cmd.order_id,
         request_id=cmd.request_id,
@@ -83,7 +82,7 @@ async def on_reserve_stock(cmd: ReserveStock, ctx: MessageContext) -> None:
         candidates=plan.candidates,
         attempts=attempts,
     )
-    if levels is None:
+    if not recorded:
         raise RetryableError("the same reserve request was recorded concurrently; the retry replays it")
     log.info(
         "stock_reserved" if plan.failure is None else "stock_reservation_failed",
@@ -94,7 +93,7 @@ async def on_reserve_stock(cmd: ReserveStock, ctx: MessageContext) -> None:
         attempts=attempts,
     )
     _reply_reservation(ctx, cmd, decision)
-    _publish_availability(ctx, levels)
+    _availability_changed(ctx, {a.sku for a in decision.allocations})
 
 
 async def on_release_stock(cmd: ReleaseStock, ctx: MessageContext) -> None:
@@ -103,7 +102,7 @@ async def on_release_stock(cmd: ReleaseStock, ctx: MessageContext) -> None:
     log.info("stock_released", lines=len(released), warehouse_id=cmd.warehouse_id)
     reply = StockReleased(order_id=cmd.order_id, request_id=cmd.request_id, released=_allocations(released))
     ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
-    await _publish_levels(ctx, changed)
+    _availability_changed(ctx, changed)
 
 
 async def on_commit_stock(cmd: CommitStock, ctx: MessageContext) -> None:
@@ -117,7 +116,7 @@ async def on_commit_stock(cmd: CommitStock, ctx: MessageContext) -> None:
         committed=_allocations(committed),
     )
     ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
-    await _publish_levels(ctx, changed)
+    _availability_changed(ctx, changed)
 
 
 async def on_report_short_pick(cmd: ReportShortPick, ctx: MessageContext) -> None:
@@ -141,7 +140,7 @@ async def on_report_short_pick(cmd: ReportShortPick, ctx: MessageContext) -> Non
         written_off=tuple(LineQuantity(line_no=w.line_no, sku=w.sku, quantity=w.quantity) for w in prior),
     )
     ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
-    await _publish_levels(ctx, changed)
+    _availability_changed(ctx, changed)
 
 
 # --- stock movements ------------------------------------------------------------------
@@ -157,7 +156,7 @@ async def on_warehouse_upserted(event: WarehouseUpserted, ctx: MessageContext) -
     )
     log.info("warehouse_upserted", warehouse_id=event.warehouse_id, active=event.active)
     if toggled:
-        await _publish_levels(ctx, await store.skus_at(ctx.conn, event.warehouse_id))
+        _availability_changed(ctx, await store.skus_at(ctx.conn, event.warehouse_id))
 
 
 async def on_stock_movement_recorded(event: StockMovementRecorded, ctx: MessageContext) -> None:
@@ -173,7 +172,7 @@ async def on_stock_movement_recorded(event: StockMovementRecorded, ctx: MessageC
         await store.reject_movement(ctx.conn, movement, verdict.value)
     elif await store.apply_movement(ctx.conn, movement):
         log.info("movement_applied", **asdict(movement))
-        await _publish_levels(ctx, [event.sku])
+        _availability_changed(ctx, [event.sku])
 
 
 async def on_safety_stock_set(event: SafetyStockSet, ctx: MessageContext) -> None:
@@ -182,7 +181,7 @@ async def on_safety_stock_set(event: SafetyStockSet, ctx: MessageContext) -> Non
         log.warning("safety_stock_ignored", reason="unknown_warehouse", warehouse_id=event.warehouse_id)
         return
     log.info("safety_stock_set", sku=event.sku, warehouse_id=event.warehouse_id, safety_stock=event.safety_stock)
-    await _publish_levels(ctx, [event.sku])
+    _availability_changed(ctx, [event.sku])
 
 
 COMMAND_HANDLERS: Mapping[type[Contract], Handler] = {
@@ -266,12 +265,9 @@ def _allocations(
     )
 
 
-async def _publish_levels(ctx: MessageContext, skus: Iterable[str]) -> None:
+def _availability_changed(ctx: MessageContext, skus: Iterable[str]) -> None:
+    """These SKUs' levels changed: their availability is published once, at the end of the batch."""
     ctx.uow.part(AvailabilityBatch).changed(skus)
-
-
-def _publish_availability(ctx: MessageContext, levels: Sequence[WarehouseLevel]) -> None:
-    ctx.uow.part(AvailabilityBatch).changed(level.sku for level in levels)
 
 
 class AvailabilityBatch:

@@ -76,8 +76,7 @@ WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
 """
 
 # The decision and its reservations in one statement; if the request was recorded
-# meanwhile (a concurrent duplicate), `d` is empty and nothing is inserted. The
-# stock levels after this transaction's reservations come back in the same trip.
+# meanwhile (a concurrent duplicate), `d` is empty and nothing is inserted.
 _RECORD_DECISION = """
 WITH d AS (
     INSERT INTO sourcing_decisions
@@ -90,11 +89,7 @@ WITH d AS (
     SELECT $2, $3, u.line_no, u.warehouse_id, u.sku, u.quantity, u.quantity
     FROM d, unnest($11::int[], $12::text[], $13::text[], $14::int[]) AS u(line_no, warehouse_id, sku, quantity)
 )
-SELECT (SELECT count(*) FROM d) AS recorded,
-       (SELECT coalesce(jsonb_agg(jsonb_build_array(
-                  s.sku, s.warehouse_id, s.on_hand, s.reserved, s.safety_stock, w.active)), '[]'::jsonb)
-        FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
-        WHERE s.sku = ANY($15::text[])) AS levels
+SELECT count(*) > 0 FROM d
 """
 
 
@@ -138,13 +133,10 @@ async def record_decision(
     ship_to: Point,
     candidates: Sequence[Candidate],
     attempts: int,
-) -> list[WarehouseLevel] | None:
-    """Store the decision and its reservations; return the levels of the reserved SKUs.
-
-    None means the same request was recorded by a concurrent transaction meanwhile.
-    """
+) -> bool:
+    """Store the decision and its reservations; False if a concurrent transaction recorded the request first."""
     allocations = decision.allocations
-    row = await conn.fetchrow(
+    recorded: bool = await conn.fetchval(
         _RECORD_DECISION,
         decision.decision_id,
         order_id,
@@ -160,12 +152,8 @@ async def record_decision(
         [a.warehouse_id for a in allocations],
         [a.sku for a in allocations],
         [a.quantity for a in allocations],
-        sorted({a.sku for a in allocations}),
     )
-    assert row is not None
-    if not row["recorded"]:
-        return None
-    return _levels(row["levels"])
+    return recorded
 
 
 # --- releasing and committing ----------------------------------------------------------
@@ -439,10 +427,6 @@ async def stock_levels(conn: Connection, skus: Iterable[str]) -> list[WarehouseL
 # --- mapping -------------------------------------------------------------------------
 def _stock_levels(items: Any) -> list[StockLevel]:
     return [StockLevel(sku, wh, int(o), int(r), int(s), Point(lat, lon)) for sku, wh, o, r, s, lat, lon in items]
-
-
-def _levels(items: Any) -> list[WarehouseLevel]:
-    return [WarehouseLevel(sku, wh, int(o), int(r), int(s), bool(a)) for sku, wh, o, r, s, a in items]
 
 
 def _closed(rows: Iterable[Any]) -> tuple[list[Allocation], set[str]]:
