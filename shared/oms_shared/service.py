@@ -31,7 +31,7 @@ from oms_shared.retry import Backoff
 from oms_shared.runtime import ConsumerRuntime, Prepare, Subscription
 from oms_shared.settings import ServiceSettings
 
-__all__ = ["Resources", "ServiceSpec", "Worker", "run", "serve"]
+__all__ = ["Resources", "ServiceSpec", "Worker", "periodic", "run", "serve"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +47,31 @@ class Resources:
 
 
 Worker = Callable[[Resources], Coroutine[Any, Any, None]]
+
+
+def periodic(name: str, step: Callable[[Resources], Awaitable[float]]) -> Worker:
+    """A worker running ``step`` until the service stops; ``step`` returns how long to wait before the next run.
+
+    Transient errors (database or broker away) are retried with backoff; any other
+    error ends the worker, and the host then stops the service.
+    """
+
+    async def run(resources: Resources) -> None:
+        backoff = Backoff()
+        while not resources.stopping.is_set():
+            try:
+                delay = await step(resources)
+                backoff.reset()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                delay = backoff.next()
+                log.warning("worker_retrying", worker=name, error=repr(exc), delay_s=round(delay, 3))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(resources.stopping.wait(), timeout=delay)
+
+    run.__name__ = name
+    return run
 
 
 @dataclass(frozen=True)
@@ -126,7 +151,7 @@ async def serve(spec: ServiceSpec) -> bool:
         tasks.append(asyncio.create_task(runtime.run(), name="consumer"))
     tasks += [asyncio.create_task(w(resources), name=getattr(w, "__name__", "worker")) for w in spec.workers]
     if runtime is not None:
-        tasks.append(asyncio.create_task(_prune_inbox(resources), name="inbox_pruner"))
+        tasks.append(asyncio.create_task(periodic("inbox_pruner", _prune_inbox)(resources), name="inbox_pruner"))
 
     async def check() -> dict[str, object]:
         dead = [t.get_name() for t in tasks if t.done()]
@@ -168,20 +193,12 @@ async def serve(spec: ServiceSpec) -> bool:
     return not crashed
 
 
-async def _prune_inbox(resources: Resources) -> None:
-    """Forget handled message ids past the retention, a chunk at a time, until the service stops."""
-    settings = resources.settings
-    while not resources.stopping.is_set():
-        try:
-            async with resources.pool.acquire() as conn:
-                while (pruned := await prune(conn, settings.inbox_retention_s)) > 0:
-                    log.info("inbox_pruned", rows=pruned)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("inbox_prune_retrying", error=repr(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(resources.stopping.wait(), timeout=settings.inbox_prune_interval_s)
+async def _prune_inbox(resources: Resources) -> float:
+    """Forget handled message ids past the retention, a chunk at a time; wait an interval."""
+    async with resources.pool.acquire() as conn:
+        while (pruned := await prune(conn, resources.settings.inbox_retention_s)) > 0:
+            log.info("inbox_pruned", rows=pruned)
+    return resources.settings.inbox_prune_interval_s
 
 
 async def _wait_for(start: Callable[[], Awaitable[Any]], what: str, stopping: asyncio.Event) -> Any:

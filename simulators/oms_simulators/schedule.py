@@ -9,8 +9,6 @@ in one transaction, so a row is sent exactly once even if the process dies.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +21,9 @@ import structlog
 from oms_shared.contracts import Contract
 from oms_shared.db import Connection
 from oms_shared.envelope import Envelope
-from oms_shared.errors import is_transient
 from oms_shared.outbox import OutgoingMessage, unit_of_work
-from oms_shared.retry import Backoff
 from oms_shared.runtime import MessageContext
-from oms_shared.service import Resources, Worker
+from oms_shared.service import Resources, Worker, periodic
 from oms_shared.topics import Topic
 
 __all__ = [
@@ -164,38 +160,21 @@ async def purge_sent(conn: Connection, older_than_s: float) -> int:
     return int(status.split()[-1])
 
 
-def schedule_worker(simulator: str, source: str, *, interval_s: float, batch_size: int, retention_s: float) -> Worker:
-    """A background worker sending ``simulator``'s due rows every ``interval_s`` seconds."""
-
-    async def send_scheduled(res: Resources) -> None:
-        backoff = Backoff()
-        next_purge = time.monotonic() + _PURGE_EVERY_S
-        while not res.stopping.is_set():
-            try:
-                moved = await move_due(res.pool, simulator, source, batch_size)
-                if time.monotonic() >= next_purge:
-                    async with res.pool.acquire() as conn:
-                        purged = await purge_sent(conn, retention_s)
-                    next_purge = time.monotonic() + _PURGE_EVERY_S
-                    log.debug("schedule_purged", simulator=simulator, rows=purged)
-                backoff.reset()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                delay = backoff.next()
-                log.warning("schedule_worker_retrying", simulator=simulator, error=repr(exc), delay_s=round(delay, 3))
-                await _sleep(res.stopping, delay)
-                continue
-            if moved < batch_size:  # a full batch means more may be due already
-                await _sleep(res.stopping, interval_s)
-
-    send_scheduled.__name__ = f"{simulator}_schedule"
-    return send_scheduled
-
-
 _PURGE_EVERY_S = 10.0
 
 
-async def _sleep(stopping: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), timeout=seconds)
+def schedule_worker(simulator: str, source: str, *, interval_s: float, batch_size: int, retention_s: float) -> Worker:
+    """A background worker sending ``simulator``'s due rows every ``interval_s`` seconds."""
+    next_purge = time.monotonic() + _PURGE_EVERY_S
+
+    async def step(res: Resources) -> float:
+        nonlocal next_purge
+        moved = await move_due(res.pool, simulator, source, batch_size)
+        if time.monotonic() >= next_purge:
+            async with res.pool.acquire() as conn:
+                purged = await purge_sent(conn, retention_s)
+            next_purge = time.monotonic() + _PURGE_EVERY_S
+            log.debug("schedule_purged", simulator=simulator, rows=purged)
+        return 0.0 if moved >= batch_size else interval_s  # a full batch means more may be due already
+
+    return periodic(f"{simulator}_schedule", step)

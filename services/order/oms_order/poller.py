@@ -8,8 +8,6 @@ operators, and keeps retrying slowly.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime
 
 import structlog
@@ -17,10 +15,8 @@ import structlog
 from oms_order import store
 from oms_order.book import SagaBook
 from oms_order.saga import Timeout, Timing, decide
-from oms_shared.errors import is_transient
 from oms_shared.outbox import unit_of_work
-from oms_shared.retry import Backoff
-from oms_shared.service import Resources, Worker
+from oms_shared.service import Resources, Worker, periodic
 
 __all__ = ["deadline_poller"]
 
@@ -42,23 +38,9 @@ async def poll_once(resources: Resources, timing: Timing, limit: int = 200) -> i
 
 
 def deadline_poller(timing: Timing, interval_s: float = 0.25) -> Worker:
-    """A host worker running :func:`poll_once` until the service stops."""
+    """A host worker running :func:`poll_once` until the service stops (at once again after a full round)."""
 
-    async def run(resources: Resources) -> None:
-        backoff = Backoff()
-        while not resources.stopping.is_set():
-            delay = interval_s
-            try:
-                if await poll_once(resources, timing) >= 200:
-                    delay = 0
-                backoff.reset()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                delay = backoff.next()
-                log.warning("deadline_poller_retrying", error=repr(exc), delay_s=round(delay, 2))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(resources.stopping.wait(), timeout=delay)
+    async def step(resources: Resources) -> float:
+        return 0.0 if await poll_once(resources, timing) >= 200 else interval_s
 
-    run.__name__ = "deadline_poller"
-    return run
+    return periodic("deadline_poller", step)
