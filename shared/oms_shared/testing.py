@@ -36,25 +36,25 @@ async def handle(
     pool: asyncpg.Pool[Any], handler: Handler, payload: Contract, *, envelope: Envelope | None = None
 ) -> list[OutgoingMessage]:
     """Run ``handler`` on ``payload`` in one committed transaction; return the messages it emitted."""
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn, "oms/tests")
-        await handler(payload, MessageContext(envelope or envelope_of(payload), uow))
-        await uow.flush_parts()
-        emitted = list(uow.pending)
-        await uow.flush()
-    return emitted
+    return await _run(pool, [(handler, payload, envelope or envelope_of(payload))])
 
 
 async def handle_batch(
     pool: asyncpg.Pool[Any], items: Sequence[tuple[Handler, Contract]], *, prepare: Prepare | None = None
 ) -> list[OutgoingMessage]:
     """Run several messages in one transaction, as the runtime runs a batch (``prepare`` first)."""
+    return await _run(pool, [(handler, payload, envelope_of(payload)) for handler, payload in items], prepare)
+
+
+async def _run(
+    pool: asyncpg.Pool[Any], items: Sequence[tuple[Handler, Contract, Envelope]], prepare: Prepare | None = None
+) -> list[OutgoingMessage]:
     async with pool.acquire() as conn, conn.transaction():
         uow = UnitOfWork(conn, "oms/tests")
         if prepare is not None:
-            await prepare(uow, [payload for _, payload in items])
-        for handler, payload in items:
-            await handler(payload, MessageContext(envelope_of(payload), uow))
+            await prepare(uow, [payload for _, payload, _ in items])
+        for handler, payload, envelope in items:
+            await handler(payload, MessageContext(envelope, uow))
         await uow.flush_parts()
         emitted = list(uow.pending)
         await uow.flush()

@@ -50,10 +50,9 @@ class SagaBook:
         self._changed: set[str] = set()
         self._statuses: list[_Pending] = []
         self._policies: dict[str, tuple[str, int]] = {}
-        #: order id -> content fingerprint of accepted orders seen by this batch.
-        self._fingerprints: dict[str, str] = {}
+        #: order id -> content fingerprint of the accepted order (None: none accepted).
+        self._fingerprints: dict[str, str | None] = {}
         self._new_orders: list[store.NewOrder] = []
-        self._checked: set[str] = set()
 
     @staticmethod
     def of(uow: UnitOfWork) -> SagaBook:
@@ -78,14 +77,13 @@ class SagaBook:
         """Read the fingerprints of accepted orders among ``order_ids`` (one statement)."""
         wanted = sorted({order_id for order_id in order_ids if order_id not in self._fingerprints})
         if wanted:
-            self._fingerprints.update(await store.fingerprints(self._uow.conn, wanted))
-            self._checked.update(wanted)
+            found = await store.fingerprints(self._uow.conn, wanted)
+            self._fingerprints.update({order_id: found.get(order_id) for order_id in wanted})
 
     async def accept(self, order: store.NewOrder) -> str | None:
         """Accept a new order (inserted at flush), or return the fingerprint of the one accepted before."""
-        if order.order_id not in self._checked:
-            await self.load_orders([order.order_id])
-        existing = self._fingerprints.get(order.order_id)
+        await self.load_orders([order.order_id])
+        existing = self._fingerprints[order.order_id]
         if existing is None:
             self._fingerprints[order.order_id] = order.fingerprint
             self._new_orders.append(order)
