@@ -79,7 +79,7 @@ __all__ = ["PeerOptions", "build_journey", "main", "run_peer"]
 
 log = logging.getLogger("dbos_peer")
 
-DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@127.0.0.1:55432/postgres"
+DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@/postgres?host=/tmp&port=55432"  # as the services: Unix socket
 SCHEMA_FILE = Path(__file__).with_name("dbos_peer.sql")
 STOCK_UNITS = 1_000_000
 UNIT_WEIGHT_G = 500

@@ -33,6 +33,7 @@ import glob
 import logging
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -83,7 +84,11 @@ PG_PORT = 55432
 PG_OS_USER = "postgres"
 PG_SUPERUSER = "postgres"
 PG_SUPERUSER_PASSWORD = "postgres"  # noqa: S105 - local, loopback-only development cluster
-LOCAL_ADMIN_URL = f"postgresql://{PG_SUPERUSER}:{PG_SUPERUSER_PASSWORD}@{PG_HOST}:{PG_PORT}/postgres"
+# The services' default DSNs use it (oms_shared.settings.LOCAL_PG_SOCKET_DIR).
+PG_CLIENT_SOCKET_DIR = "/tmp"  # noqa: S108 - PostgreSQL's own default; SCRAM also authenticates the server
+LOCAL_ADMIN_URL = (
+    f"postgresql://{PG_SUPERUSER}:{PG_SUPERUSER_PASSWORD}@/postgres?host={PG_CLIENT_SOCKET_DIR}&port={PG_PORT}"
+)
 PG_START_TIMEOUT_S = 60
 
 
@@ -474,7 +479,7 @@ def _service_password(service: str) -> str:
 def service_url(service: str, password: str | None = None) -> str:
     """DSN for one service: its own role and database on the admin URL's server."""
     parts = urlsplit(admin_url())
-    host = parts.hostname or PG_HOST
+    host = parts.hostname or ""  # none: a Unix socket named in the query (host=/dir)
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     port = f":{parts.port}" if parts.port else ""
@@ -762,8 +767,8 @@ def cmd_status() -> int:
 
 
 def cmd_env() -> int:
-    say(f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap_servers()}")
-    say(f"export DATABASE_URL={admin_url()}")
+    say(f"export KAFKA_BOOTSTRAP_SERVERS={shlex.quote(bootstrap_servers())}")
+    say(f"export DATABASE_URL={shlex.quote(admin_url())}")
     return 0
 
 

@@ -2,27 +2,91 @@
 
 Context (service, order id, message id, topic/partition/offset) is bound with
 ``structlog.contextvars`` by the runtime, so every line a handler writes carries it.
+
+Lines are written in bursts, not one system call each: at 100 orders/s the services
+log over a thousand lines a second, and a write per line (structlog's loggers flush
+every line) cost more CPU than some handlers. A line waits at most ``flush_interval_s``
+(0.1 s) in memory; warnings and errors, and everything before them, are written at
+once, and whatever is buffered is written at exit. A SIGKILL can lose the last
+tenth of a second of info lines, never a warning or an error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["LineBuffer", "configure_logging"]
+
+#: Levels written at once, with everything buffered before them.
+_URGENT = frozenset({"warning", "warn", "error", "critical", "exception", "fatal"})
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
 
 
-def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure structlog (and stdlib logging of the libraries) for one service process."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+class LineBuffer:
+    """A structlog logger writing rendered lines to ``file`` in bursts (see the module doc).
+
+    Without a running event loop (start-up, tools) there is no one to flush later,
+    so each line is written at once.
+    """
+
+    def __init__(self, file: TextIO, flush_interval_s: float = 0.1, max_lines: int = 1000) -> None:
+        self._file = file
+        self._interval = flush_interval_s
+        self._max_lines = max_lines
+        self._lines: list[str] = []
+        self._scheduled = False
+
+    def _line(self, level: str, message: str) -> None:
+        self._lines.append(message)
+        if level in _URGENT or len(self._lines) >= self._max_lines:
+            self.flush()
+        elif not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            loop.call_later(self._interval, self.flush)
+            self._scheduled = True
+
+    def flush(self) -> None:
+        """Write the buffered lines now."""
+        self._scheduled = False
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        self._file.write("\n".join(lines) + "\n")
+        self._file.flush()
+
+    def __getattr__(self, level: str) -> Any:
+        # structlog calls logger.<level>(rendered_line); one bound method per level name.
+        if level.startswith("_"):
+            raise AttributeError(level)
+
+        def write(message: str) -> None:
+            self._line(level, message)
+
+        setattr(self, level, write)
+        return write
+
+
+def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> LineBuffer:
+    """Configure structlog (and stdlib logging of the libraries) for one service process.
+
+    Lines go to ``stream`` (stderr by default); the returned sink flushes them.
+    """
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -31,13 +95,17 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps) if use_json else structlog.dev.ConsoleRenderer()
     )
+    sink = LineBuffer(stream)
+    atexit.register(sink.flush)
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer] if use_json else [*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: sink,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
     # Libraries (aiokafka, asyncpg) log through stdlib logging: keep them at WARNING.
+    # Those lines are not buffered: one may precede info lines of ours logged just before it.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    return sink

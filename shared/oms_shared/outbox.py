@@ -7,7 +7,7 @@ many messages) and a NOTIFY wakes the :class:`~oms_shared.relay.OutboxRelay`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -30,6 +30,23 @@ WITH inserted AS (
     SELECT t, k, h::jsonb, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
 )
 SELECT pg_notify($5, '')
+"""
+
+# The same, plus the inbox claim of the batch's messages (in id order, so two claims of
+# overlapping batches cannot deadlock): one round trip for both. Returns how many ids
+# were new; fewer than asked means a repeat, and the caller rolls back.
+_INSERT_AND_CLAIM = """
+WITH claimed AS (
+    INSERT INTO inbox (consumer, message_id)
+    SELECT $6, m FROM unnest($7::text[]) AS m ORDER BY m
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), inserted AS (
+    INSERT INTO outbox (topic, key, headers, payload)
+    SELECT t, k, h::jsonb, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
+)
+SELECT (SELECT count(*) FROM claimed) AS claimed,
+       CASE WHEN cardinality($1::text[]) > 0 THEN pg_notify($5, '') END AS notified
 """
 
 
@@ -108,19 +125,30 @@ class UnitOfWork:
             await part.flush()
         self._parts.clear()
 
-    async def flush(self) -> None:
-        """Flush the parts, then insert the queued messages into the outbox in one statement."""
+    async def flush(self, claim: tuple[str, Sequence[str]] | None = None) -> int:
+        """Flush the parts, then insert the queued messages into the outbox in one statement.
+
+        With ``claim`` (consumer, message ids) the same statement records the ids in the
+        consumer's inbox; returns how many of them were new (0 without a claim).
+        """
         await self.flush_parts()
-        if not self.pending:
-            return
-        await write_outbox(self.conn, self.pending)
-        self.pending = []
+        messages, self.pending = self.pending, []
+        if claim is not None:
+            consumer, ids = claim
+            claimed: int = await self.conn.fetchval(_INSERT_AND_CLAIM, *_columns(messages), consumer, list(ids))
+            return claimed
+        if messages:
+            await write_outbox(self.conn, messages)
+        return 0
 
 
 async def write_outbox(conn: Connection, messages: list[OutgoingMessage]) -> None:
     """Insert messages into the outbox and notify the relay (at commit)."""
-    await conn.execute(
-        _INSERT,
+    await conn.execute(_INSERT, *_columns(messages))
+
+
+def _columns(messages: list[OutgoingMessage]) -> tuple[Any, ...]:
+    return (
         [m.topic for m in messages],
         [m.envelope.key for m in messages],
         [orjson.dumps([[n, v.decode()] for n, v in m.envelope.to_headers()]).decode() for m in messages],

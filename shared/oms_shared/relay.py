@@ -1,15 +1,20 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order, then deletes them.
 
-One round is one transaction and one statement (after its settings): take the
-relay's advisory lock (so one relay per database publishes, and rows for one key keep
-their order across instances) and delete up to N rows, oldest first, returning them; hand them all to
-the idempotent producer, wait for every acknowledgement, commit. If publishing
-fails the transaction rolls back and the rows are still there. A crash after
-publishing and before the commit republishes the rows: consumers' inboxes make that
-harmless, which is also why the relay's commit does not wait for the WAL flush
-(``synchronous_commit = off`` for that transaction only): losing the delete in a
-crash means a republish, never a lost message. The relay sleeps on LISTEN/NOTIFY
-with a poll as fallback.
+One relay per database publishes: the one holding a session-level advisory lock on
+its own connection (the leader). The others wait and try again every poll interval;
+when the leader's connection ends, PostgreSQL releases the lock and one of them takes
+over. Because only the leader touches the queue, a round needs no transaction and no
+row locks, and ONE statement: delete the rows the previous round published and read
+up to N more in id order; hand them all to the idempotent producer and wait for every
+acknowledgement. (A round trip costs more than the SQL it carries here: the relay
+used to take four per round.) Published rows are therefore deleted by the next round,
+at most one poll interval later, or when the relay stops.
+
+A crash (or a lost connection) after publishing and before that delete republishes
+the rows: consumers' inboxes make that harmless, which is also why the delete does not
+wait for the WAL flush (``synchronous_commit = off`` on the relay's connection):
+losing it in a crash means a republish, never a lost message. The leader sleeps on
+LISTEN/NOTIFY (on the same connection) with a poll as fallback.
 """
 
 from __future__ import annotations
@@ -34,20 +39,20 @@ log = structlog.get_logger(__name__)
 
 _RELAY_LOCK = 0x0F15_0002
 
-# For the relay's transaction only. The outbox is a queue: after a vacuum the planner
-# believes it empty and sequentially scans the whole (mostly empty) heap, twice per round;
-# measured at 150 orders/s that was 25 ms per round. The primary key index reads only
-# the rows at the head of the queue.
-_SETTINGS = "SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off"
+# For the relay's own connection. The outbox is a queue: after a vacuum the planner
+# believes it empty and sequentially scans the whole (mostly empty) heap; measured at
+# 150 orders/s that was 25 ms per round. The primary key index reads only the rows at
+# the head of the queue.
+_SETTINGS = "SET synchronous_commit = off; SET enable_seqscan = off"
 
+_LEAD = "SELECT pg_try_advisory_lock($1)"
+# The DELETE's effect is invisible to the SELECT (one snapshot): exclude those rows by id.
 _TAKE = """
-WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($2) AS held)
-DELETE FROM outbox WHERE id = ANY(ARRAY(
-    SELECT id FROM outbox WHERE (SELECT held FROM lock)
-    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-))
-RETURNING id, topic, key, headers, payload
+WITH published AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))
+SELECT id, topic, key, headers::text, payload FROM outbox
+WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1
 """
+_DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 
 class OutboxRelay:
@@ -55,21 +60,28 @@ class OutboxRelay:
 
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
         producer: AIOKafkaProducer,
         *,
-        listen_dsn: str,
+        dsn: str,
         batch_size: int = 1000,
         poll_interval_s: float = 1.0,
     ) -> None:
-        self._pool = pool
-        self._listen_dsn = listen_dsn
+        self._dsn = dsn
         self._producer = producer
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        self._conn: asyncpg.Connection[Any] | None = None
+        self._leading = False
+        #: Published by the last round, deleted by the next one.
+        self._published: list[int] = []
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self.published = 0
+
+    @property
+    def leading(self) -> bool:
+        """Whether this relay holds the database's relay lock (publishes)."""
+        return self._leading
 
     def stop(self) -> None:
         """Ask the relay to finish its current round and return."""
@@ -79,66 +91,83 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until stopped; survive database and broker outages by retrying."""
         backoff = Backoff()
-        listener: asyncpg.Connection[Any] | None = None
-        while not self._stopping.is_set():
-            try:
-                if listener is None or listener.is_closed():
-                    listener = await self._listen()
-                sent = await self.publish_once()
-                backoff.reset()
-                if sent < self._batch_size:
-                    await self._sleep(self._poll_interval_s)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("relay_retrying", error=repr(exc), delay_s=backoff.peek())
-                _terminate(listener)
-                listener = None
-                await self._sleep(backoff.next())
-        _terminate(listener)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    sent = await self.publish_once()
+                    backoff.reset()
+                    if sent < self._batch_size:
+                        await self._sleep(self._poll_interval_s)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    log.warning("relay_retrying", error=repr(exc), delay_s=backoff.peek())
+                    self._drop_connection()
+                    await self._sleep(backoff.next())
+        finally:
+            with contextlib.suppress(Exception):
+                await self._delete_published()
+            self._drop_connection()
 
     async def publish_once(self) -> int:
-        """One round: publish up to a batch of rows; return how many were published."""
+        """One round: publish up to a batch of rows if leading; return how many were published."""
         self._wakeup.clear()
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_SETTINGS)
-            # No rows also when another instance holds the lock: it is relaying this database.
-            rows = sorted(await conn.fetch(_TAKE, self._batch_size, _RELAY_LOCK), key=lambda row: row["id"])
-            if not rows:
-                return 0
-            futures = [
-                await self._producer.send(
-                    row["topic"],
-                    value=row["payload"],
-                    key=row["key"],
-                    headers=[(name, value.encode()) for name, value in _headers(row["headers"])],
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
-            failpoints.hit("relay.after_publish")
+        conn = await self._leader_connection()
+        if conn is None:
+            return 0
+        rows = await conn.fetch(_TAKE, self._batch_size, self._published)
+        self._published = []
+        if not rows:
+            return 0
+        futures = [
+            await self._producer.send(
+                row["topic"],
+                value=row["payload"],
+                key=row["key"],
+                headers=[(name, value.encode()) for name, value in _headers(row["headers"])],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        failpoints.hit("relay.after_publish")
+        self._published = [row["id"] for row in rows]
         self.published += len(rows)
         return len(rows)
 
-    async def _listen(self) -> asyncpg.Connection[Any]:
-        # A connection of its own: LISTEN state must not leak into pooled connections.
-        conn: asyncpg.Connection[Any] = await asyncpg.connect(self._listen_dsn)
-        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        return conn
+    async def _delete_published(self) -> None:
+        if self._published and self._conn is not None and not self._conn.is_closed() and self._leading:
+            await self._conn.execute(_DELETE, self._published)
+        self._published = []
+
+    async def _leader_connection(self) -> asyncpg.Connection[Any] | None:
+        """The relay's connection if it holds the relay lock (taking it if free), else None."""
+        if self._conn is None or self._conn.is_closed():
+            self._leading = False
+            self._conn = await asyncpg.connect(self._dsn)
+            await self._conn.execute(_SETTINGS)
+            await self._conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        if not self._leading:
+            self._leading = bool(await self._conn.fetchval(_LEAD, _RELAY_LOCK))
+            if self._leading:
+                log.info("relay_leading")
+        return self._conn if self._leading else None
 
     def _on_notify(self, *_: object) -> None:
-        self._wakeup.set()
+        if self._leading:  # a follower only retries the lock on its poll interval
+            self._wakeup.set()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
 
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()  # no round trip: the connection may already be dead
+        self._conn = None
+        self._leading = False
+        self._published = []  # the next leader republishes them
+
 
 def _headers(raw: Any) -> list[tuple[str, str]]:
     pairs = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
     return [(str(name), str(value)) for name, value in pairs]
-
-
-def _terminate(conn: asyncpg.Connection[Any] | None) -> None:
-    if conn is not None:
-        conn.terminate()  # no round trip: the connection may already be dead

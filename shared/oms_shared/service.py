@@ -115,9 +115,8 @@ async def serve(spec: ServiceSpec) -> bool:
     producer = create_producer(settings.kafka_bootstrap_servers, client_id=f"oms-{spec.name}")
     await _wait_for(producer.start, "kafka", stopping)
     relay = OutboxRelay(
-        pool,
         producer,
-        listen_dsn=settings.database_url,
+        dsn=settings.database_url,
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
     )
@@ -165,6 +164,7 @@ async def serve(spec: ServiceSpec) -> bool:
             "handled": runtime.handled if runtime else 0,
             "dead_lettered": runtime.dead_lettered if runtime else 0,
             "published": relay.published,
+            "relay_leading": relay.leading,
         }
 
     health = HealthServer(check, settings.health_host, settings.health_port)

@@ -18,16 +18,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from oms_shared.topology import database_name, role_name
 
-__all__ = ["LOCAL_PG_HOST", "LOCAL_PG_PORT", "ServiceSettings", "SharedSettings", "local_database_url"]
+__all__ = ["LOCAL_PG_PORT", "LOCAL_PG_SOCKET_DIR", "ServiceSettings", "SharedSettings", "local_database_url"]
 
-LOCAL_PG_HOST = "127.0.0.1"
 LOCAL_PG_PORT = 55432
+#: The local cluster also listens on 127.0.0.1, but the services talk to it over its
+#: Unix socket: a round trip there costs half a loopback TCP one (measured on this
+#: 2-core VM: 53 vs 96 us, client CPU 23 vs 51 us), and a batch makes several.
+LOCAL_PG_SOCKET_DIR = "/tmp"  # noqa: S108 - PostgreSQL's own default; SCRAM also authenticates the server
 
 
 def local_database_url(service: str) -> str:
-    """The DSN of ``service``'s database on the project's local PostgreSQL cluster."""
+    """The DSN of ``service``'s database on the project's local PostgreSQL cluster (Unix socket)."""
     role = role_name(service)
-    return f"postgresql://{role}:{role}@{LOCAL_PG_HOST}:{LOCAL_PG_PORT}/{database_name(service)}"
+    return f"postgresql://{role}:{role}@/{database_name(service)}?host={LOCAL_PG_SOCKET_DIR}&port={LOCAL_PG_PORT}"
 
 
 def _shared(name: str) -> AliasChoices:

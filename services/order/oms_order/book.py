@@ -2,11 +2,12 @@
 
 A consumer batch is one transaction. Handlers read sagas through the batch's
 :class:`SagaBook` (the runtime's ``prepare`` hook loads and locks every saga the
-batch names in one statement) and hand it what a transition decided; the book
-emits the commands at once and keeps the new states and statuses. At flush it
-writes them with one statement each (new sagas, changed sagas, timeline) and emits
-the statuses with their sequence numbers. Per message that is no round trip at
-all, instead of four (load, save, timeline, outbox).
+batch names, the fingerprints of its new orders and their channels' policies, in one
+statement) and hand it what a transition decided; the book emits the commands at once
+and keeps the new states and statuses. At flush it writes new orders, new and changed
+sagas in one statement, the timeline in another, and emits the statuses with their
+sequence numbers. Per message that is no round trip at all, instead of four (load,
+save, timeline, outbox); per batch, three.
 """
 
 from __future__ import annotations
@@ -59,30 +60,27 @@ class SagaBook:
         """The book of ``uow`` (one per unit of work)."""
         return uow.part(SagaBook)
 
-    async def load(self, order_ids: Iterable[str]) -> None:
-        """Load and lock the sagas of ``order_ids`` not in the book yet, in one statement."""
-        wanted = sorted({order_id for order_id in order_ids if order_id not in self._sagas})
-        if not wanted:
+    async def load(self, saga_ids: Iterable[str], order_ids: Iterable[str] = (), channels: Iterable[str] = ()) -> None:
+        """Load (and lock) what is not in the book yet, in one statement: the sagas of
+        ``saga_ids``, which of ``order_ids`` were accepted, the policies of ``channels``."""
+        sagas = sorted({i for i in saga_ids if i not in self._sagas})
+        orders = sorted({i for i in order_ids if i not in self._fingerprints})
+        wanted_channels = sorted({c for c in channels if c not in self._policies})
+        if not (sagas or orders or wanted_channels):
             return
-        found = await store.load_sagas(self._uow.conn, wanted)
-        for order_id in wanted:
-            self._sagas[order_id] = found.get(order_id)
+        found = await store.load(self._uow.conn, sagas, orders, wanted_channels)
+        self._sagas.update({i: found.sagas.get(i) for i in sagas})
+        self._fingerprints.update({i: found.fingerprints.get(i) for i in orders})
+        self._policies.update({c: found.policies.get(c, store.DEFAULT_POLICY) for c in wanted_channels})
 
     async def get(self, order_id: str) -> Saga | None:
         """The order's saga, locked for this transaction; None if there is none."""
         await self.load([order_id])
         return self._sagas[order_id]
 
-    async def load_orders(self, order_ids: Iterable[str]) -> None:
-        """Read the fingerprints of accepted orders among ``order_ids`` (one statement)."""
-        wanted = sorted({order_id for order_id in order_ids if order_id not in self._fingerprints})
-        if wanted:
-            found = await store.fingerprints(self._uow.conn, wanted)
-            self._fingerprints.update({order_id: found.get(order_id) for order_id in wanted})
-
     async def accept(self, order: store.NewOrder) -> str | None:
         """Accept a new order (inserted at flush), or return the fingerprint of the one accepted before."""
-        await self.load_orders([order.order_id])
+        await self.load((), [order.order_id])
         existing = self._fingerprints[order.order_id]
         if existing is None:
             self._fingerprints[order.order_id] = order.fingerprint
@@ -91,8 +89,7 @@ class SagaBook:
 
     async def policy(self, channel: str) -> tuple[str, int]:
         """The channel's partial-stock policy and maximum split, read once per batch."""
-        if channel not in self._policies:
-            self._policies[channel] = await store.load_policy(self._uow.conn, channel)
+        await self.load((), (), [channel])
         return self._policies[channel]
 
     def started(self, outcome: Outcome, now: datetime, causation_id: str | None) -> None:
@@ -140,15 +137,15 @@ class SagaBook:
             )
 
     async def flush(self) -> None:
-        """Write new and changed sagas and the timeline (one statement each); emit the statuses."""
+        """Write new orders, new and changed sagas (one statement), the timeline (another); emit the statuses."""
         conn = self._uow.conn
         orders, self._new_orders = self._new_orders, []
-        if await store.insert_orders(conn, orders) < len(orders):
+        new = [s for order_id in self._new if (s := self._sagas[order_id]) is not None]
+        changed = [s for order_id in self._changed if (s := self._sagas[order_id]) is not None]
+        if await store.write_batch(conn, orders, new, changed) < len(orders):
             # Another instance accepted one of them since this batch looked: replay the
             # batch, which will then see it as a duplicate or a conflict.
             raise RetryableError("an order of this batch was accepted concurrently")
-        await store.insert_sagas(conn, [s for order_id in self._new if (s := self._sagas[order_id]) is not None])
-        await store.save_sagas(conn, [s for order_id in self._changed if (s := self._sagas[order_id]) is not None])
         pending, self._statuses = self._statuses, []
         appended = await store.append_statuses(conn, [(p.order_id, p.status, p.at) for p in pending])
         for p, entry in zip(pending, appended, strict=True):
@@ -175,15 +172,19 @@ class SagaBook:
 
 
 async def prepare(uow: UnitOfWork, payloads: Sequence[Any]) -> None:
-    """The runtime's per-batch hook: load and lock every saga the batch's replies name,
-    and read which of the batch's new orders were accepted before."""
-    book = SagaBook.of(uow)
-    await book.load(order_id for p in payloads if isinstance(order_id := getattr(p, "order_id", None), str))
-    await book.load_orders(order_id for p in payloads if (order_id := _peek_order_id(p)) is not None)
+    """The runtime's per-batch hook, one statement: load and lock every saga the batch's
+    replies name, read which of the batch's new orders were accepted before, and their
+    channels' policies."""
+    peeked = [key for p in payloads if (key := _peek_place_order(p)) is not None]
+    await SagaBook.of(uow).load(
+        (order_id for p in payloads if isinstance(order_id := getattr(p, "order_id", None), str)),
+        (order_id_for(channel, external_id) for channel, external_id in peeked),
+        (channel for channel, _ in peeked),
+    )
 
 
-def _peek_order_id(payload: Any) -> str | None:
-    """The order id a place-order message would get, if its key fields can be read at all.
+def _peek_place_order(payload: Any) -> tuple[str, str] | None:
+    """The channel and external id of a place-order message, if they can be read at all.
 
     Only a hint for loading in bulk: the intake validates the message in full later,
     and an order the peek misses is looked up on its own.
@@ -199,4 +200,4 @@ def _peek_order_id(payload: Any) -> str | None:
     channel, external_id = data.get("channel"), data.get("external_order_id")
     if not isinstance(channel, str) or not isinstance(external_id, str):
         return None
-    return order_id_for(channel, external_id)
+    return channel, external_id

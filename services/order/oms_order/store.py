@@ -13,20 +13,18 @@ from oms_order.saga_state import Saga, Status
 from oms_shared.db import Connection
 
 __all__ = [
+    "DEFAULT_POLICY",
     "Appended",
+    "Loaded",
     "NewOrder",
     "TimelineEntry",
     "append_statuses",
     "due_sagas",
-    "fingerprints",
-    "insert_orders",
-    "insert_sagas",
-    "load_policy",
-    "load_sagas",
+    "load",
     "record_rejection",
-    "save_sagas",
     "stuck_sagas",
     "timeline",
+    "write_batch",
 ]
 
 
@@ -51,10 +49,8 @@ class TimelineEntry:
     at: datetime
 
 
-async def load_policy(conn: Connection, channel: str) -> tuple[str, int]:
-    """The channel's partial-stock policy and maximum split; 'reject' and 3 when not configured."""
-    row = await conn.fetchrow("SELECT partial_policy, max_split FROM channel_policies WHERE channel = $1", channel)
-    return (row["partial_policy"], row["max_split"]) if row else ("reject", 3)
+#: A channel without a row in channel_policies: reject partial stock, split in at most 3.
+DEFAULT_POLICY = ("reject", 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,41 +69,48 @@ class NewOrder:
     message_id: str
 
 
-async def fingerprints(conn: Connection, order_ids: Sequence[str]) -> dict[str, str]:
-    """The content fingerprints of the orders among ``order_ids`` that exist."""
-    rows = await conn.fetch("SELECT order_id, fingerprint FROM orders WHERE order_id = ANY($1::uuid[])", order_ids)
-    return {str(row["order_id"]): row["fingerprint"] for row in rows}
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a batch needs before its handlers run, read in one statement."""
+
+    #: order id -> saga, for the sagas that exist (locked for the transaction).
+    sagas: dict[str, Saga]
+    #: order id -> content fingerprint, for the orders that were accepted.
+    fingerprints: dict[str, str]
+    #: channel -> (partial-stock policy, maximum split), for the configured channels.
+    policies: dict[str, tuple[str, int]]
 
 
-async def insert_orders(conn: Connection, orders: Sequence[NewOrder]) -> int:
-    """Insert new orders in one statement; return how many were inserted (fewer: a concurrent insert won)."""
-    if not orders:
-        return 0
-    inserted: int = await conn.fetchval(
-        """
-        WITH inserted AS (
-            INSERT INTO orders (order_id, channel, external_order_id, fingerprint, customer_id, currency,
-                                total, amount_paid, payload, message_id)
-            SELECT o, c, e, f, cu, cur, t, a, p::jsonb, m
-            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-                        $8::bigint[], $9::text[], $10::text[]) AS u(o, c, e, f, cu, cur, t, a, p, m)
-            ON CONFLICT DO NOTHING
-            RETURNING 1
-        )
-        SELECT count(*) FROM inserted
-        """,
-        [o.order_id for o in orders],
-        [o.channel for o in orders],
-        [o.external_order_id for o in orders],
-        [o.fingerprint for o in orders],
-        [o.customer_id for o in orders],
-        [o.currency for o in orders],
-        [o.total for o in orders],
-        [o.amount_paid for o in orders],
-        [orjson.dumps(o.payload).decode() for o in orders],
-        [o.message_id for o in orders],
-    )
-    return inserted
+# The sagas are locked in id order (FOR UPDATE in a materialised CTE: not allowed in a
+# UNION arm), so two instances' batches cannot deadlock; the lock makes transitions of
+# one order one at a time across instances.
+_LOAD = """
+WITH locked AS MATERIALIZED (
+    SELECT order_id, data FROM sagas WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE
+)
+SELECT 's' AS kind, order_id::text AS id, data FROM locked
+UNION ALL
+SELECT 'o', order_id::text, to_jsonb(fingerprint) FROM orders WHERE order_id = ANY($2::uuid[])
+UNION ALL
+SELECT 'p', channel, jsonb_build_array(partial_policy, max_split) FROM channel_policies WHERE channel = ANY($3::text[])
+"""
+
+
+async def load(
+    conn: Connection, saga_ids: Sequence[str], order_ids: Sequence[str] = (), channels: Sequence[str] = ()
+) -> Loaded:
+    """Lock and read the sagas of ``saga_ids``, the fingerprints of the accepted orders among
+    ``order_ids`` and the policies of ``channels`` (those that exist), in one round trip."""
+    loaded = Loaded({}, {}, {})
+    for row in await conn.fetch(_LOAD, list(saga_ids), list(order_ids), list(channels)):
+        kind, key, data = row["kind"], row["id"], row["data"]
+        if kind == "s":
+            loaded.sagas[key] = Saga.model_validate(data)
+        elif kind == "o":
+            loaded.fingerprints[key] = data
+        else:
+            loaded.policies[key] = (data[0], data[1])
+    return loaded
 
 
 def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
@@ -122,46 +125,61 @@ def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
     )
 
 
-async def insert_sagas(conn: Connection, sagas: Sequence[Saga]) -> None:
-    """Persist new sagas, in one statement."""
-    if sagas:
-        await conn.execute(
-            """
-            INSERT INTO sagas (order_id, phase, status, data, deadline, stuck_reason)
-            SELECT o, p, s, d::jsonb, dl, r
-            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-                 AS u(o, p, s, d, dl, r)
-            """,
-            *_columns(sagas),
-        )
+# New orders, new sagas and changed sagas in one statement (one round trip per batch).
+# A saga is new or changed, never both. Both inserts skip conflicts: an order accepted
+# concurrently by another instance shows as fewer orders inserted than given, and the
+# caller rolls the batch back.
+_WRITE = """
+WITH new_orders AS (
+    INSERT INTO orders (order_id, channel, external_order_id, fingerprint, customer_id, currency,
+                        total, amount_paid, payload, message_id)
+    SELECT o, c, e, f, cu, cur, t, a, p::jsonb, m
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                $8::bigint[], $9::text[], $10::text[]) AS u(o, c, e, f, cu, cur, t, a, p, m)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), new_sagas AS (
+    INSERT INTO sagas (order_id, phase, status, data, deadline, stuck_reason)
+    SELECT o, p, s, d::jsonb, dl, r
+    FROM unnest($11::uuid[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::text[])
+         AS u(o, p, s, d, dl, r)
+    ON CONFLICT DO NOTHING
+), changed_sagas AS (
+    UPDATE sagas SET phase = u.p, status = u.s, data = u.d::jsonb, deadline = u.dl, stuck_reason = u.r,
+                     version = version + 1, updated_at = now()
+    FROM unnest($17::uuid[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::text[])
+         AS u(o, p, s, d, dl, r)
+    WHERE sagas.order_id = u.o
+)
+SELECT count(*) FROM new_orders
+"""
 
 
-async def load_sagas(conn: Connection, order_ids: Sequence[str]) -> dict[str, Saga]:
-    """The sagas of these orders (those that exist), locked for this transaction in id order.
+async def write_batch(
+    conn: Connection, orders: Sequence[NewOrder], new_sagas: Sequence[Saga], changed_sagas: Sequence[Saga]
+) -> int:
+    """Insert new orders and sagas and save changed sagas, in one statement.
 
-    The lock makes transitions of one order one at a time across instances; taking
-    the locks in id order keeps two instances' batches from deadlocking.
+    Returns how many of ``orders`` were inserted (fewer: a concurrent insert won).
     """
-    rows = await conn.fetch(
-        "SELECT data FROM sagas WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE", list(order_ids)
+    if not (orders or new_sagas or changed_sagas):
+        return 0
+    inserted: int = await conn.fetchval(
+        _WRITE,
+        [o.order_id for o in orders],
+        [o.channel for o in orders],
+        [o.external_order_id for o in orders],
+        [o.fingerprint for o in orders],
+        [o.customer_id for o in orders],
+        [o.currency for o in orders],
+        [o.total for o in orders],
+        [o.amount_paid for o in orders],
+        [orjson.dumps(o.payload).decode() for o in orders],
+        [o.message_id for o in orders],
+        *_columns(new_sagas),
+        *_columns(changed_sagas),
     )
-    sagas = (Saga.model_validate(row["data"]) for row in rows)
-    return {saga.order_id: saga for saga in sagas}
-
-
-async def save_sagas(conn: Connection, sagas: Sequence[Saga]) -> None:
-    """Write the sagas' new states, in one statement."""
-    if sagas:
-        await conn.execute(
-            """
-            UPDATE sagas SET phase = u.p, status = u.s, data = u.d::jsonb, deadline = u.dl, stuck_reason = u.r,
-                             version = version + 1, updated_at = now()
-            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-                 AS u(o, p, s, d, dl, r)
-            WHERE sagas.order_id = u.o
-            """,
-            *_columns(sagas),
-        )
+    return inserted
 
 
 async def due_sagas(conn: Connection, now: datetime, limit: int) -> list[Saga]:

@@ -1,0 +1,63 @@
+"""The log sink writes lines in bursts but never holds a warning, and keeps the order."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import orjson
+import structlog
+
+from oms_shared.logs import LineBuffer, configure_logging
+
+
+async def test_info_lines_wait_for_the_flush_interval() -> None:
+    out = io.StringIO()
+    sink = LineBuffer(out, flush_interval_s=0.05)
+    sink.info("one")
+    sink.info("two")
+    assert out.getvalue() == ""
+    await asyncio.sleep(0.2)
+    assert out.getvalue() == "one\ntwo\n"
+
+
+async def test_a_warning_writes_everything_before_it_at_once() -> None:
+    out = io.StringIO()
+    sink = LineBuffer(out, flush_interval_s=60)
+    sink.info("first")
+    sink.warning("careful")
+    assert out.getvalue() == "first\ncareful\n"
+    sink.error("broken")
+    assert out.getvalue() == "first\ncareful\nbroken\n"
+
+
+async def test_a_full_buffer_is_written_without_waiting() -> None:
+    out = io.StringIO()
+    sink = LineBuffer(out, flush_interval_s=60, max_lines=3)
+    for n in range(3):
+        sink.info(str(n))
+    assert out.getvalue() == "0\n1\n2\n"
+
+
+def test_without_an_event_loop_each_line_is_written_at_once() -> None:
+    out = io.StringIO()
+    sink = LineBuffer(out)
+    sink.info("now")
+    assert out.getvalue() == "now\n"
+
+
+async def test_structlog_lines_reach_the_sink_as_json_with_context() -> None:
+    out = io.StringIO()
+    sink = configure_logging("svc", "INFO", "json", stream=out)
+    try:
+        with structlog.contextvars.bound_contextvars(order_id="o-1"):
+            structlog.get_logger("t").info("handled", n=1)
+            structlog.get_logger("t").debug("hidden")
+        sink.flush()
+        lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+        assert [(r["event"], r["order_id"], r["service"], r["level"]) for r in lines] == [
+            ("handled", "o-1", "svc", "info")
+        ]
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
