@@ -36,10 +36,10 @@ CREATE TABLE stock (sku text, warehouse_id text, on_hand int, reserved int DEFAU
     PRIMARY KEY (sku, warehouse_id), CHECK (reserved >= 0 AND reserved <= on_hand));
 CREATE TABLE inbox (consumer text, message_id text, processed_at timestamptz DEFAULT now(),
     PRIMARY KEY (consumer, message_id));
-CREATE TABLE outbox (id bigserial PRIMARY KEY, topic text, key bytea, headers jsonb, payload bytea);
+CREATE TABLE outbox (id bigserial PRIMARY KEY, topic text, key bytea, headers text, payload bytea);
 CREATE TABLE orders (order_id uuid PRIMARY KEY, channel text, external_order_id text, payload jsonb,
     UNIQUE (channel, external_order_id));
-CREATE TABLE sagas (order_id uuid PRIMARY KEY, phase text, data jsonb, deadline timestamptz);
+CREATE TABLE sagas (order_id uuid PRIMARY KEY, phase text, data text, deadline timestamptz);
 CREATE TABLE status_history (order_id uuid, seq int, status text, at timestamptz DEFAULT now(),
     PRIMARY KEY (order_id, seq));
 CREATE TABLE reservations (order_id uuid, line_no int, warehouse_id text, sku text, quantity int, state text,
@@ -70,7 +70,7 @@ async def handler_tx(conn: asyncpg.Connection, consumer: str, body: Any) -> None
         await conn.fetch("INSERT INTO inbox (consumer, message_id) SELECT $1, unnest($2::text[]) "
                          "ON CONFLICT DO NOTHING RETURNING message_id", consumer, [str(uuid.uuid4())])  # fmt: skip
         await body()
-        await conn.execute("INSERT INTO outbox (topic, key, headers, payload) SELECT 't', $1, '[]'::jsonb, $2",
+        await conn.execute("INSERT INTO outbox (topic, key, headers, payload) SELECT 't', $1, '[]', $2",
                            b"k", b"x" * 400)  # fmt: skip
 
 
@@ -90,7 +90,7 @@ async def one_order(conn: asyncpg.Connection, external: str, payload: dict[str, 
     async def intake() -> None:
         await conn.execute("INSERT INTO orders VALUES ($1, 'web', $2, $3::jsonb) ON CONFLICT DO NOTHING",
                            order_id, external, blob)  # fmt: skip
-        await conn.execute("INSERT INTO sagas VALUES ($1, 'reserving', $2::jsonb, now())", order_id, blob)
+        await conn.execute("INSERT INTO sagas VALUES ($1, 'reserving', $2, now())", order_id, blob)
         await conn.execute("INSERT INTO status_history (order_id, seq, status) VALUES ($1, 1, 'received'), "
                            "($1, 2, 'accepted')", order_id)  # fmt: skip
 

@@ -102,8 +102,9 @@ async def check(dsns: dict[str, str], *, settle_s: float = 0.0, orders: Iterable
     sagas = await _fetch(
         dsns["order"],
         """
-        SELECT order_id::text AS order_id, phase, stuck_reason, (data->>'amount_paid')::bigint AS paid,
-               (data->>'refunded')::bigint AS refunded, (data->>'refund_due')::bigint AS refund_due,
+        SELECT order_id::text AS order_id, phase, stuck_reason, (data::jsonb->>'amount_paid')::bigint AS paid,
+               (data::jsonb->>'refunded')::bigint AS refunded,
+               (data::jsonb->>'refund_due')::bigint AS refund_due,
                extract(epoch FROM now() - updated_at) AS idle_s
         FROM sagas WHERE $1::text[] IS NULL OR order_id::text = ANY($1::text[])
         """,

@@ -27,7 +27,7 @@ NOTIFY_CHANNEL = "oms_outbox"
 _INSERT = """
 WITH inserted AS (
     INSERT INTO outbox (topic, key, headers, payload)
-    SELECT t, k, h::jsonb, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
+    SELECT t, k, h, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
 )
 SELECT pg_notify($5, '')
 """
@@ -43,7 +43,7 @@ WITH claimed AS (
     RETURNING 1
 ), inserted AS (
     INSERT INTO outbox (topic, key, headers, payload)
-    SELECT t, k, h::jsonb, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
+    SELECT t, k, h, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
 )
 SELECT (SELECT count(*) FROM claimed) AS claimed,
        CASE WHEN cardinality($1::text[]) > 0 THEN pg_notify($5, '') END AS notified

@@ -49,7 +49,7 @@ _LEAD = "SELECT pg_try_advisory_lock($1)"
 # The DELETE's effect is invisible to the SELECT (one snapshot): exclude those rows by id.
 _TAKE = """
 WITH published AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))
-SELECT id, topic, key, headers::text, payload FROM outbox
+SELECT id, topic, key, headers, payload FROM outbox
 WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1
 """
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import asyncpg
+import orjson
 import pytest
 
 from oms_shared import topics
@@ -54,7 +55,10 @@ async def plan(
 
 async def outbox(pool: asyncpg.Pool[Any]) -> list[tuple[str, bytes, dict[str, str], PickConfirmed]]:
     rows = await pool.fetch("SELECT topic, key, headers, payload FROM outbox ORDER BY id")
-    return [(r["topic"], r["key"], dict(r["headers"]), PickConfirmed.model_validate_json(r["payload"])) for r in rows]
+    return [
+        (r["topic"], r["key"], dict(orjson.loads(r["headers"])), PickConfirmed.model_validate_json(r["payload"]))
+        for r in rows
+    ]
 
 
 async def sent_steps(pool: asyncpg.Pool[Any]) -> list[str]:

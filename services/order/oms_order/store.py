@@ -90,9 +90,10 @@ WITH locked AS MATERIALIZED (
 )
 SELECT 's' AS kind, order_id::text AS id, data FROM locked
 UNION ALL
-SELECT 'o', order_id::text, to_jsonb(fingerprint) FROM orders WHERE order_id = ANY($2::uuid[])
+SELECT 'o', order_id::text, fingerprint FROM orders WHERE order_id = ANY($2::uuid[])
 UNION ALL
-SELECT 'p', channel, jsonb_build_array(partial_policy, max_split) FROM channel_policies WHERE channel = ANY($3::text[])
+SELECT 'p', channel, json_build_array(partial_policy, max_split)::text
+FROM channel_policies WHERE channel = ANY($3::text[])
 """
 
 
@@ -105,11 +106,12 @@ async def load(
     for row in await conn.fetch(_LOAD, list(saga_ids), list(order_ids), list(channels)):
         kind, key, data = row["kind"], row["id"], row["data"]
         if kind == "s":
-            loaded.sagas[key] = Saga.model_validate(data)
+            loaded.sagas[key] = Saga.model_validate_json(data)
         elif kind == "o":
             loaded.fingerprints[key] = data
         else:
-            loaded.policies[key] = (data[0], data[1])
+            policy, max_split = orjson.loads(data)
+            loaded.policies[key] = (policy, max_split)
     return loaded
 
 
@@ -119,7 +121,7 @@ def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
         [s.order_id for s in sagas],
         [s.phase for s in sagas],
         [s.status for s in sagas],
-        [orjson.dumps(s.model_dump(mode="json")).decode() for s in sagas],
+        [s.model_dump_json() for s in sagas],
         [s.next_deadline() for s in sagas],
         [s.stuck_reason for s in sagas],
     )
@@ -140,12 +142,12 @@ WITH new_orders AS (
     RETURNING 1
 ), new_sagas AS (
     INSERT INTO sagas (order_id, phase, status, data, deadline, stuck_reason)
-    SELECT o, p, s, d::jsonb, dl, r
+    SELECT o, p, s, d, dl, r
     FROM unnest($11::uuid[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::text[])
          AS u(o, p, s, d, dl, r)
     ON CONFLICT DO NOTHING
 ), changed_sagas AS (
-    UPDATE sagas SET phase = u.p, status = u.s, data = u.d::jsonb, deadline = u.dl, stuck_reason = u.r,
+    UPDATE sagas SET phase = u.p, status = u.s, data = u.d, deadline = u.dl, stuck_reason = u.r,
                      version = version + 1, updated_at = now()
     FROM unnest($17::uuid[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::text[])
          AS u(o, p, s, d, dl, r)
@@ -187,7 +189,7 @@ async def due_sagas(conn: Connection, now: datetime, limit: int) -> list[Saga]:
     rows = await conn.fetch(
         "SELECT data FROM sagas WHERE deadline <= $1 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit
     )
-    return [Saga.model_validate(row["data"]) for row in rows]
+    return [Saga.model_validate_json(row["data"]) for row in rows]
 
 
 _APPEND = """

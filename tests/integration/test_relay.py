@@ -1,0 +1,90 @@
+"""The outbox relay: one leader per database publishes every row once, in order; a follower takes over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+from oms_shared.outbox import OutgoingMessage, write_outbox
+from oms_shared.relay import OutboxRelay
+from oms_shared.topics import Topic, ensure_topics
+from tests import support
+from tests.harness.app import Increment
+
+
+async def _write(pool: asyncpg.Pool[Any], topic: Topic, counters: list[str]) -> None:
+    messages = [
+        OutgoingMessage(topic.name, support.envelope_for(Increment(counter=c, amount=1), key="k")) for c in counters
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        await write_outbox(conn, messages)
+
+
+async def _received(topic: Topic, expected: int, timeout: float = 30) -> list[str]:
+    """The counters of the records on ``topic``, in partition order (one key: one partition)."""
+    consumer = AIOKafkaConsumer(
+        topic.name,
+        bootstrap_servers=support.bootstrap_servers(),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: list[str] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(seen) < expected and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                seen += [Increment.model_validate_json(r.value).counter for r in records]
+        # Anything published twice would show up within another moment.
+        for records in (await consumer.getmany(timeout_ms=1000)).values():
+            seen += [Increment.model_validate_json(r.value).counter for r in records]
+    finally:
+        await consumer.stop()
+    return seen
+
+
+class TestRelayLeadership:
+    async def test_one_leader_publishes_each_row_once_in_order_and_a_follower_takes_over(
+        self, fresh_service_db: Any, stack: Any
+    ) -> None:
+        pool = await fresh_service_db("relay")
+        dsn = stack.service_url("relay_test")
+        topic = Topic(f"oms.relaytest.t{uuid.uuid4().hex[:12]}.v1", "k", "relay test", retention_ms=3600_000)
+        await ensure_topics(support.bootstrap_servers(), [topic])
+        producer = await support.started_producer()
+        relays = [OutboxRelay(producer, dsn=dsn, batch_size=7, poll_interval_s=0.2) for _ in range(2)]
+        tasks = [asyncio.create_task(relay.run()) for relay in relays]
+        try:
+            first = [f"a{n}" for n in range(30)]
+            await _write(pool, topic, first)
+            assert await _received(topic, len(first)) == first, "each row once, in id order"
+
+            async def one_leader() -> bool:
+                return sum(relay.leading for relay in relays) == 1
+
+            await support.eventually(one_leader, timeout=10, what="exactly one relay leading")
+            leader = next(i for i, relay in enumerate(relays) if relay.leading)
+            relays[leader].stop()
+            await asyncio.wait_for(tasks[leader], timeout=10)
+
+            second = [f"b{n}" for n in range(10)]
+            await _write(pool, topic, second)
+            assert await _received(topic, len(first) + len(second)) == first + second
+            assert relays[1 - leader].leading, "the follower took over when the leader stopped"
+
+            async def drained() -> bool:
+                return bool(await pool.fetchval("SELECT count(*) FROM outbox") == 0)
+
+            await support.eventually(drained, timeout=10, what="published rows deleted")
+        finally:
+            for relay in relays:
+                relay.stop()
+            for task in tasks:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, timeout=10)
+            await producer.stop()
