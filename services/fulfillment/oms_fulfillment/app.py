@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oms_fulfillment.book import prepare
 from oms_fulfillment.handlers import COMMAND_HANDLERS, warehouse_handlers
 from oms_fulfillment.packing import PackingRules
 from oms_fulfillment.settings import FulfillmentSettings
@@ -24,5 +25,6 @@ def main() -> None:
                 Subscription(topics.WAREHOUSE_EVENTS, warehouse_handlers(packing)),
             ],
             migrations=["oms_fulfillment.migrations"],
+            prepare=prepare,
         )
     )

@@ -8,6 +8,7 @@ from functools import partial
 import structlog
 
 from oms_fulfillment import domain, store
+from oms_fulfillment.book import FulfillmentBook
 from oms_fulfillment.domain import CancelOutcome, CreateAnswer, Fulfillment
 from oms_fulfillment.packing import PackingRules, Units
 from oms_shared import topics
@@ -43,7 +44,7 @@ DEFAULT_PACKING = PackingRules()
 
 async def on_create_fulfillment(cmd: CreateFulfillment, ctx: MessageContext) -> None:
     """Create the fulfillment and its pick list in walking order; a known id creates nothing."""
-    known = await store.catalogue(ctx.conn, (line.sku for line in cmd.lines))
+    known = await FulfillmentBook.of(ctx.uow).catalogue(line.sku for line in cmd.lines)
     lines = (Units(line.line_no, line.sku, line.quantity) for line in cmd.lines)
     planned = domain.plan_fulfillment(cmd.fulfillment_id, cmd.order_id, cmd.warehouse_id, lines, known)
     if await store.insert_fulfillment(ctx.conn, planned):
@@ -66,7 +67,7 @@ async def on_pick_confirmed(
     evt: PickConfirmed, ctx: MessageContext, *, packing: PackingRules = DEFAULT_PACKING
 ) -> None:
     """Pack what was picked and report packages and shortages; late or repeated confirmations are ignored."""
-    existing = await store.load_fulfillment(ctx.conn, evt.fulfillment_id)
+    existing = await FulfillmentBook.of(ctx.uow).take(evt.fulfillment_id)
     if existing is None:
         raise domain.InvalidPickConfirmation(f"unknown fulfillment {evt.fulfillment_id}")
     picked = (Units(line.line_no, line.sku, line.picked) for line in evt.lines)
@@ -102,6 +103,7 @@ async def on_pick_confirmed(
 
 async def on_cancel_fulfillment(cmd: CancelFulfillment, ctx: MessageContext) -> None:
     """Cancel (stopping the pick list or putting packed units away), unless handed to the carrier."""
+    FulfillmentBook.of(ctx.uow).forget(cmd.fulfillment_id)
     existing = await store.load_fulfillment(ctx.conn, cmd.fulfillment_id)
     decision = domain.cancel(existing, cmd.fulfillment_id, cmd.order_id)
     after = decision.fulfillment

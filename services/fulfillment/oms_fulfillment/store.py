@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 
@@ -14,6 +15,7 @@ __all__ = [
     "catalogue",
     "insert_fulfillment",
     "load_fulfillment",
+    "load_fulfillments",
     "mark_handed_over",
     "packages_of",
     "save_cancelled",
@@ -51,14 +53,14 @@ SELECT count(*) FROM fo
 # confirmation) makes the write miss and the handler asks the runtime to retry.
 # (FOR UPDATE would not do: after waiting it re-reads the locked row, not the joined lines.)
 _LOAD = """
-SELECT fo.order_id, fo.status, fo.warehouse_id, pl.pick_list_id,
+SELECT fo.fulfillment_id, fo.order_id, fo.status, fo.warehouse_id, pl.pick_list_id,
        l.line_no, l.sku, l.quantity, s.bin, l.unit_weight_grams, l.picked
 FROM fulfillment_orders fo
 LEFT JOIN pick_lists pl ON pl.fulfillment_id = fo.fulfillment_id
 LEFT JOIN fulfillment_lines l ON l.fulfillment_id = fo.fulfillment_id
 LEFT JOIN pick_list_stops s ON s.pick_list_id = pl.pick_list_id AND s.line_no = l.line_no
-WHERE fo.fulfillment_id = $1
-ORDER BY s.seq
+WHERE fo.fulfillment_id = ANY($1::text[])
+ORDER BY fo.fulfillment_id, s.seq
 """
 
 _SAVE_PACKED = """
@@ -129,9 +131,18 @@ async def insert_fulfillment(conn: Connection, f: Fulfillment) -> bool:
 
 async def load_fulfillment(conn: Connection, fulfillment_id: str) -> Fulfillment | None:
     """The fulfillment with its lines in pick order (None if the id is unknown)."""
-    rows = await conn.fetch(_LOAD, fulfillment_id)
-    if not rows:
-        return None
+    return (await load_fulfillments(conn, [fulfillment_id])).get(fulfillment_id)
+
+
+async def load_fulfillments(conn: Connection, fulfillment_ids: Sequence[str]) -> dict[str, Fulfillment]:
+    """The fulfillments of ``fulfillment_ids`` that exist, with their lines in pick order."""
+    rows_of: dict[str, list[Any]] = {}
+    for row in await conn.fetch(_LOAD, list(fulfillment_ids)):
+        rows_of.setdefault(row["fulfillment_id"], []).append(row)
+    return {fid: _fulfillment(fid, rows) for fid, rows in rows_of.items()}
+
+
+def _fulfillment(fulfillment_id: str, rows: Sequence[Any]) -> Fulfillment:
     head = rows[0]
     lines = tuple(
         FulfillmentLine(r["line_no"], r["sku"], r["quantity"], r["bin"], r["unit_weight_grams"], r["picked"])

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from oms_fulfillment import store
+from oms_fulfillment.book import prepare
 from oms_fulfillment.domain import InvalidPickConfirmation, Item, default_item
 from oms_fulfillment.handlers import (
     COMMAND_HANDLERS,
@@ -39,7 +40,7 @@ from oms_shared.contracts.fulfillment import (
 from oms_shared.errors import RetryableError
 from oms_shared.outbox import OutgoingMessage
 from oms_shared.runtime import Handler
-from oms_shared.testing import handle, payloads
+from oms_shared.testing import handle, handle_batch, payloads
 
 CATALOGUE = {
     "BOOK": Item("B-02-1", 400),
@@ -401,6 +402,55 @@ class TestCancelFulfillment:
                 assert reply.put_away == ()
                 assert await count(pool, "packages", cmd.fulfillment_id) == 0
             assert await status_of(pool, cmd.fulfillment_id) == "cancelled"
+
+
+class TestBatches:
+    """Several messages in one transaction, with the batch's reads done up front (``prepare``)."""
+
+    async def test_creates_and_picks_of_one_batch_read_once_and_act_like_one_by_one(
+        self, pool: asyncpg.Pool[Any]
+    ) -> None:
+        picked = [create(("BOOK", 1), ("MUG", 2)) for _ in range(3)]
+        lists = [await started(pool, cmd) for cmd in picked]
+        fresh = [create(("LAMP", 1)), create(("DESK", 1), ("BOOK", 1))]
+        emitted = await handle_batch(
+            pool,
+            [(on_create_fulfillment, cmd) for cmd in fresh]
+            + [(on_pick_confirmed, confirmation(cmd, pl, 1, 2)) for cmd, pl in zip(picked, lists, strict=True)],
+            prepare=prepare,
+        )
+        assert {r.fulfillment_id for r in payloads(emitted, FulfillmentStarted)} == {c.fulfillment_id for c in fresh}
+        assert {r.fulfillment_id for r in payloads(emitted, FulfillmentPacked)} == {c.fulfillment_id for c in picked}
+        for cmd in picked:
+            assert await status_of(pool, cmd.fulfillment_id) == "packed"
+        for cmd in fresh:
+            assert await status_of(pool, cmd.fulfillment_id) == "picking"
+        issued = {i.fulfillment_id: i for i in payloads(emitted, PickListIssued)}
+        assert sorted(p.bin for p in issued[fresh[1].fulfillment_id].picks) == ["B-02-1", "B-11-3"]  # catalogue read
+
+    async def test_a_cancel_earlier_in_the_batch_is_seen_by_a_later_pick(self, pool: asyncpg.Pool[Any]) -> None:
+        cmd = create(("BOOK", 2))
+        pick_list_id = await started(pool, cmd)
+        emitted = await handle_batch(
+            pool,
+            [(on_cancel_fulfillment, cancel(cmd)), (on_pick_confirmed, confirmation(cmd, pick_list_id, 2))],
+            prepare=prepare,
+        )
+        assert payloads(emitted, FulfillmentPacked) == []
+        assert await status_of(pool, cmd.fulfillment_id) == "cancelled"
+        assert await count(pool, "packages", cmd.fulfillment_id) == 0
+
+    async def test_a_pick_then_a_cancel_puts_the_packed_units_away(self, pool: asyncpg.Pool[Any]) -> None:
+        cmd = create(("BOOK", 2))
+        pick_list_id = await started(pool, cmd)
+        emitted = await handle_batch(
+            pool,
+            [(on_pick_confirmed, confirmation(cmd, pick_list_id, 2)), (on_cancel_fulfillment, cancel(cmd))],
+            prepare=prepare,
+        )
+        (reply,) = payloads(emitted, FulfillmentCancelled)
+        assert [(u.sku, u.quantity) for u in reply.put_away] == [("BOOK", 2)]
+        assert await status_of(pool, cmd.fulfillment_id) == "cancelled"
 
 
 class TestRegistration:
