@@ -20,8 +20,11 @@ def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        # A couple of milliseconds lets one round of the relay fill batches.
-        linger_ms=2,
+        # No linger: the relay hands a whole round to the producer before it yields to the
+        # event loop, so the round's batches are full anyway; a linger only delayed them.
+        # Measured here, one hop produce->consume at 20 rounds/s: p50 3.4 ms with 2 ms of
+        # linger, 1.5 ms without (p99 4.3 -> 3.4 ms).
+        linger_ms=0,
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
     )
