@@ -6,14 +6,25 @@ from collections.abc import Sequence
 
 from oms_shared.db import Connection
 
-__all__ = ["claim", "prune"]
+__all__ = ["claim", "claim_sql", "prune"]
 
-_CLAIM = """
-INSERT INTO inbox (consumer, message_id)
-SELECT $1, unnest($2::text[])
-ON CONFLICT DO NOTHING
-RETURNING message_id
-"""
+
+def claim_sql(consumer: str, message_ids: str) -> str:
+    """The INSERT recording ``message_ids`` (a text[] parameter) as handled by ``consumer``.
+
+    In id order, so two claims of overlapping batches cannot deadlock; an id claimed
+    before is skipped (ON CONFLICT), which is how a repeat is recognised. The outbox
+    embeds it in its own statement (:mod:`oms_shared.outbox`), the runtime's claim-first
+    path runs it alone (:func:`claim`).
+    """
+    # Only placeholders ($n) are put in, by this package's own statements, never values.
+    return f"""
+    INSERT INTO inbox (consumer, message_id)
+    SELECT {consumer}, m FROM unnest({message_ids}::text[]) AS m ORDER BY m
+    ON CONFLICT DO NOTHING"""  # noqa: S608
+
+
+_CLAIM = claim_sql("$1", "$2") + "\nRETURNING message_id"
 
 
 async def claim(conn: Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:

@@ -24,9 +24,6 @@ import structlog
 
 __all__ = ["LineBuffer", "configure_logging"]
 
-#: Levels written at once, with everything buffered before them.
-_URGENT = frozenset({"warning", "warn", "error", "critical", "exception", "fatal"})
-
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
@@ -46,9 +43,10 @@ class LineBuffer:
         self._lines: list[str] = []
         self._scheduled = False
 
-    def _line(self, level: str, message: str) -> None:
+    def msg(self, message: str) -> None:
+        """An ordinary line: buffered."""
         self._lines.append(message)
-        if level in _URGENT or len(self._lines) >= self._max_lines:
+        if len(self._lines) >= self._max_lines:
             self.flush()
         elif not self._scheduled:
             try:
@@ -59,6 +57,15 @@ class LineBuffer:
             loop.call_later(self._interval, self.flush)
             self._scheduled = True
 
+    def urgent(self, message: str) -> None:
+        """A warning or an error: written at once, after everything buffered before it."""
+        self._lines.append(message)
+        self.flush()
+
+    # structlog calls the method named after the line's level.
+    debug = info = log = msg
+    warning = warn = error = critical = fatal = exception = urgent
+
     def flush(self) -> None:
         """Write the buffered lines now."""
         self._scheduled = False
@@ -67,17 +74,6 @@ class LineBuffer:
         lines, self._lines = self._lines, []
         self._file.write("\n".join(lines) + "\n")
         self._file.flush()
-
-    def __getattr__(self, level: str) -> Any:
-        # structlog calls logger.<level>(rendered_line); one bound method per level name.
-        if level.startswith("_"):
-            raise AttributeError(level)
-
-        def write(message: str) -> None:
-            self._line(level, message)
-
-        setattr(self, level, write)
-        return write
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> LineBuffer:

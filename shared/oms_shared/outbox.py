@@ -18,36 +18,33 @@ import orjson
 from oms_shared.contracts import Contract
 from oms_shared.db import Connection
 from oms_shared.envelope import Envelope, new_message_id
+from oms_shared.inbox import claim_sql
 from oms_shared.topics import Topic
 
 __all__ = ["NOTIFY_CHANNEL", "BatchPart", "OutgoingMessage", "UnitOfWork", "unit_of_work"]
 
 NOTIFY_CHANNEL = "oms_outbox"
 
-_INSERT = """
-WITH inserted AS (
+_INSERT_ROWS = """
     INSERT INTO outbox (topic, key, headers, payload)
-    SELECT t, k, h, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
+    SELECT t, k, h, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)"""
+
+_INSERT = f"""
+WITH inserted AS ({_INSERT_ROWS}
 )
 SELECT pg_notify($5, '')
 """
 
-# The same, plus the inbox claim of the batch's messages (in id order, so two claims of
-# overlapping batches cannot deadlock): one round trip for both. Returns how many ids
-# were new; fewer than asked means a repeat, and the caller rolls back.
-_INSERT_AND_CLAIM = """
-WITH claimed AS (
-    INSERT INTO inbox (consumer, message_id)
-    SELECT $6, m FROM unnest($7::text[]) AS m ORDER BY m
-    ON CONFLICT DO NOTHING
+# The same, plus the inbox claim of the batch's messages: one round trip for both.
+# Returns how many ids were new; fewer than asked means a repeat, and the caller rolls back.
+_INSERT_AND_CLAIM = f"""
+WITH claimed AS ({claim_sql("$6", "$7")}
     RETURNING 1
-), inserted AS (
-    INSERT INTO outbox (topic, key, headers, payload)
-    SELECT t, k, h, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)
+), inserted AS ({_INSERT_ROWS}
 )
 SELECT (SELECT count(*) FROM claimed) AS claimed,
        CASE WHEN cardinality($1::text[]) > 0 THEN pg_notify($5, '') END AS notified
-"""
+"""  # noqa: S608  (module constants and placeholders only)
 
 
 @dataclass(frozen=True, slots=True)

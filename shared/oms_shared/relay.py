@@ -124,7 +124,7 @@ class OutboxRelay:
                 row["topic"],
                 value=row["payload"],
                 key=row["key"],
-                headers=[(name, value.encode()) for name, value in _headers(row["headers"])],
+                headers=[(name, value.encode()) for name, value in orjson.loads(row["headers"])],
             )
             for row in rows
         ]
@@ -166,8 +166,3 @@ class OutboxRelay:
         self._conn = None
         self._leading = False
         self._published = []  # the next leader republishes them
-
-
-def _headers(raw: Any) -> list[tuple[str, str]]:
-    pairs = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    return [(str(name), str(value)) for name, value in pairs]

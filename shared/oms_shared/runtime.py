@@ -299,7 +299,7 @@ class ConsumerRuntime:
                     await item.handler(item.payload, MessageContext(item.envelope, uow))
             if claim_first:
                 await uow.flush()
-            elif await uow.flush(claim=(self.name, sorted(set(ids)))) < expected:
+            elif await uow.flush(claim=(self.name, list(set(ids)))) < expected:
                 raise _Repeated("the batch holds a message handled before")
         failpoints.hit("consumer.after_db_commit")
         self.handled += len(items)
