@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oms_inventory import reserving
 from oms_inventory.handlers import COMMAND_HANDLERS, MOVEMENT_HANDLERS
 from oms_inventory.settings import InventorySettings
 from oms_shared import service, topics
@@ -22,5 +23,6 @@ def main() -> None:
                 Subscription(topics.INVENTORY_MOVEMENTS, MOVEMENT_HANDLERS),
             ],
             migrations=["oms_inventory.migrations"],
+            prepare=reserving.prepare,
         )
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -14,11 +14,9 @@ from oms_inventory.domain import (
     Decision,
     Line,
     Point,
-    SourcingPlan,
-    StockLevel,
     plan_sourcing,
-    reservation_steps,
 )
+from oms_inventory.reserving import ReserveBook
 from oms_inventory.stock import (
     Movement,
     MovementVerdict,
@@ -47,17 +45,13 @@ from oms_shared.contracts.inventory import (
     WarehouseAvailability,
     WarehouseUpserted,
 )
-from oms_shared.db import Connection
 from oms_shared.errors import RetryableError
 from oms_shared.outbox import UnitOfWork
 from oms_shared.runtime import Handler, MessageContext
 
-__all__ = ["COMMAND_HANDLERS", "MAX_RESERVE_ATTEMPTS", "MOVEMENT_HANDLERS"]
+__all__ = ["COMMAND_HANDLERS", "MOVEMENT_HANDLERS"]
 
 log = structlog.get_logger(__name__)
-
-#: Plans tried within one transaction when concurrent orders keep taking the chosen rows.
-MAX_RESERVE_ATTEMPTS = 8
 
 
 # --- saga commands -------------------------------------------------------------------
@@ -65,32 +59,30 @@ async def on_reserve_stock(cmd: ReserveStock, ctx: MessageContext) -> None:
     """Source and reserve the order's lines; a repeat of the request gets the recorded answer."""
     lines = [Line(line.line_no, line.sku, line.quantity) for line in cmd.lines]
     skus = sorted({line.sku for line in lines})
-    prior, stock = await store.sourcing_context(ctx.conn, cmd.order_id, cmd.request_id, skus)
+    book = ReserveBook.of(ctx.uow)
+    await book.load([(cmd.order_id, cmd.request_id)], skus)
+    prior = book.decision(cmd.order_id, cmd.request_id)
     if prior is not None:
         log.info("reservation_replayed", decision_id=prior.decision_id)
         _reply_reservation(ctx, cmd, prior)
         return
     ship_to = Point(cmd.ship_to.lat, cmd.ship_to.lon)
-    plan, attempts = await _plan_and_reserve(ctx.conn, cmd, lines, ship_to, stock)
-    decision = Decision.of(uuid.uuid4().hex, plan)
-    recorded = await store.record_decision(
-        ctx.conn,
-        order_id=cmd.order_id,
-        request_id=cmd.request_id,
-        decision=decision,
-        ship_to=ship_to,
-        candidates=plan.candidates,
-        attempts=attempts,
+    plan = plan_sourcing(
+        lines,
+        ship_to,
+        book.stock(skus),
+        max_split=cmd.max_split,
+        allow_partial=cmd.allow_partial,
+        exclude=cmd.exclude_warehouses,
     )
-    if not recorded:
-        raise RetryableError("the same reserve request was recorded concurrently; the retry replays it")
+    decision = Decision.of(uuid.uuid4().hex, plan)
+    book.record(cmd, decision, ship_to, plan.candidates)
     log.info(
         "stock_reserved" if plan.failure is None else "stock_reservation_failed",
         decision_id=decision.decision_id,
         reason=plan.failure,
         warehouses=plan.warehouses,
         unfilled=len(plan.unfilled),
-        attempts=attempts,
     )
     _reply_reservation(ctx, cmd, decision)
     _availability_changed(ctx, {a.sku for a in decision.allocations})
@@ -98,6 +90,7 @@ async def on_reserve_stock(cmd: ReserveStock, ctx: MessageContext) -> None:
 
 async def on_release_stock(cmd: ReleaseStock, ctx: MessageContext) -> None:
     """Release the order's active reservations (all, or one warehouse's); fine if there are none."""
+    await ReserveBook.of(ctx.uow).settle()
     released, changed = await store.release_reservations(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
     log.info("stock_released", lines=len(released), warehouse_id=cmd.warehouse_id)
     reply = StockReleased(order_id=cmd.order_id, request_id=cmd.request_id, released=_allocations(released))
@@ -106,7 +99,11 @@ async def on_release_stock(cmd: ReleaseStock, ctx: MessageContext) -> None:
 
 
 async def on_commit_stock(cmd: CommitStock, ctx: MessageContext) -> None:
-    """Dispatch: the reservations at the warehouse leave on hand, one 'shipment' movement each."""
+    """Dispatch: the reservations at the warehouse leave on hand, one 'shipment' movement each.
+
+    No :meth:`ReserveBook.settle`: committing lowers on hand and reserved alike, so what
+    the book plans with (availability) stays true.
+    """
     committed, changed = await store.commit_reservations(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
     log.info("stock_committed", lines=len(committed), warehouse_id=cmd.warehouse_id)
     reply = StockCommitted(
@@ -121,6 +118,7 @@ async def on_commit_stock(cmd: CommitStock, ctx: MessageContext) -> None:
 
 async def on_report_short_pick(cmd: ReportShortPick, ctx: MessageContext) -> None:
     """Write the missing units off and shrink the order's reservation at that warehouse."""
+    await ReserveBook.of(ctx.uow).settle()
     prior, active = await store.short_pick_context(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
     changed: set[str] = set()
     if prior is None:
@@ -146,6 +144,7 @@ async def on_report_short_pick(cmd: ReportShortPick, ctx: MessageContext) -> Non
 # --- stock movements ------------------------------------------------------------------
 async def on_warehouse_upserted(event: WarehouseUpserted, ctx: MessageContext) -> None:
     """Register or update a warehouse; opening or closing it changes what its SKUs can promise."""
+    await ReserveBook.of(ctx.uow).settle()
     toggled = await store.upsert_warehouse(
         ctx.conn,
         warehouse_id=event.warehouse_id,
@@ -161,6 +160,7 @@ async def on_warehouse_upserted(event: WarehouseUpserted, ctx: MessageContext) -
 
 async def on_stock_movement_recorded(event: StockMovementRecorded, ctx: MessageContext) -> None:
     """Apply a receipt or adjustment once; refuse (and keep) one that cannot apply."""
+    await ReserveBook.of(ctx.uow).settle()
     movement = Movement(event.movement_id, event.sku, event.warehouse_id, event.kind, event.quantity, event.reason)
     verdict = judge_movement(
         await store.lock_stock_row(ctx.conn, event.sku, event.warehouse_id, event.movement_id), event.quantity
@@ -177,6 +177,7 @@ async def on_stock_movement_recorded(event: StockMovementRecorded, ctx: MessageC
 
 async def on_safety_stock_set(event: SafetyStockSet, ctx: MessageContext) -> None:
     """Keep units of a SKU back from sale at one warehouse."""
+    await ReserveBook.of(ctx.uow).settle()
     if not await store.set_safety_stock(ctx.conn, event.sku, event.warehouse_id, event.safety_stock):
         log.warning("safety_stock_ignored", reason="unknown_warehouse", warehouse_id=event.warehouse_id)
         return
@@ -199,34 +200,6 @@ MOVEMENT_HANDLERS: Mapping[type[Contract], Handler] = {
 
 
 # --- helpers ------------------------------------------------------------------------
-async def _plan_and_reserve(
-    conn: Connection, cmd: ReserveStock, lines: Sequence[Line], ship_to: Point, stock: Sequence[StockLevel]
-) -> tuple[SourcingPlan, int]:
-    """Plan, reserve; if a concurrent order took a chosen row first, re-read and re-plan (bounded)."""
-    skus = sorted({line.sku for line in lines})
-    for attempt in range(1, MAX_RESERVE_ATTEMPTS + 1):
-        plan = plan_sourcing(
-            lines,
-            ship_to,
-            stock,
-            max_split=cmd.max_split,
-            allow_partial=cmd.allow_partial,
-            exclude=cmd.exclude_warehouses,
-        )
-        if plan.failure is not None or await _reserve(conn, plan):
-            return plan, attempt
-        stock = await store.sourcing_stock(conn, skus)
-    raise RetryableError(f"stock kept changing during {MAX_RESERVE_ATTEMPTS} reservation attempts")
-
-
-async def _reserve(conn: Connection, plan: SourcingPlan) -> bool:
-    """Reserve the whole plan in one statement; on a lost race nothing stays reserved: False."""
-    if await store.reserve_units(conn, reservation_steps(plan.allocations)):
-        return True
-    log.info("reservation_race_lost", warehouses=plan.warehouses)
-    return False
-
-
 def _reply_reservation(ctx: MessageContext, cmd: ReserveStock, decision: Decision) -> None:
     reply: Contract
     unfilled = tuple(LineQuantity(line_no=u.line_no, sku=u.sku, quantity=u.quantity) for u in decision.unfilled)
@@ -266,7 +239,11 @@ def _allocations(
 
 
 def _availability_changed(ctx: MessageContext, skus: Iterable[str]) -> None:
-    """These SKUs' levels changed: their availability is published once, at the end of the batch."""
+    """These SKUs' levels changed: their availability is published once, at the end of the batch.
+
+    The reserve book is made first, so it writes its units before the levels are read.
+    """
+    ReserveBook.of(ctx.uow)
     ctx.uow.part(AvailabilityBatch).changed(skus)
 
 

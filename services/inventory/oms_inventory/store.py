@@ -8,152 +8,141 @@ takes them in, so concurrent writers queue instead of deadlocking.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from oms_inventory.domain import Allocation, Candidate, Decision, Line, Point, StockLevel
 from oms_inventory.stock import Movement, ReservedLine, StockRow, WarehouseLevel
 from oms_shared.db import Connection
 
 __all__ = [
+    "RecordedDecision",
     "apply_movement",
     "commit_reservations",
     "lock_stock_row",
-    "record_decision",
+    "record_reservations",
     "reject_movement",
     "release_reservations",
-    "reserve_units",
+    "reserve_context",
     "set_safety_stock",
     "short_pick_context",
     "skus_at",
-    "sourcing_context",
-    "sourcing_stock",
     "stock_levels",
     "upsert_warehouse",
     "write_off_short_pick",
 ]
 
 # --- reserving -------------------------------------------------------------------------
-_SOURCING_STOCK = """
-SELECT coalesce(jsonb_agg(jsonb_build_array(
-           s.sku, s.warehouse_id, s.on_hand, s.reserved, s.safety_stock, w.lat, w.lon)), '[]'::jsonb)
-FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
-WHERE s.sku = ANY($1::text[]) AND w.active AND s.on_hand - s.reserved - s.safety_stock > 0
-"""
-
-# The earlier answer to this request (if any) and the candidates' stock, in one round trip.
-_SOURCING_CONTEXT = """
-SELECT (SELECT jsonb_build_array(decision_id, reason, chosen, unfilled)
-        FROM sourcing_decisions WHERE order_id = $1 AND request_id = $2) AS prior,
-       (SELECT coalesce(jsonb_agg(jsonb_build_array(
-                  s.sku, s.warehouse_id, s.on_hand, s.reserved, s.safety_stock, w.lat, w.lon)), '[]'::jsonb)
-        FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
-        WHERE s.sku = ANY($3::text[]) AND w.active AND s.on_hand - s.reserved - s.safety_stock > 0) AS stock
-"""
-
-# Every step of a plan in one statement: lock the rows in the fixed order, then reserve
-# each step whose units are still available; the rows reserved come back.
-_RESERVE = """
-WITH steps AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) AS u(sku, warehouse_id, quantity)
-), locked AS (
-    SELECT st.sku, st.warehouse_id FROM stock st
-    JOIN steps p ON p.sku = st.sku AND p.warehouse_id = st.warehouse_id
-    ORDER BY st.sku COLLATE "C", st.warehouse_id COLLATE "C"
-    FOR UPDATE OF st
+# The earlier decisions of a batch's reserve requests, and the candidate stock rows of
+# its SKUs, locked in the fixed order (see oms_inventory.reserving), in one round trip.
+_RESERVE_CONTEXT = """
+WITH locked AS MATERIALIZED (
+    SELECT s.sku, s.warehouse_id, s.on_hand, s.reserved, s.safety_stock, w.lat, w.lon
+    FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
+    WHERE s.sku = ANY($3::text[]) AND w.active AND s.on_hand - s.reserved - s.safety_stock > 0
+    ORDER BY s.sku COLLATE "C", s.warehouse_id COLLATE "C"
+    FOR UPDATE OF s
 )
-UPDATE stock st SET reserved = st.reserved + p.quantity
-FROM steps p JOIN locked l ON l.sku = p.sku AND l.warehouse_id = p.warehouse_id
-WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
-  AND st.on_hand - st.reserved - st.safety_stock >= p.quantity
-RETURNING st.sku, st.warehouse_id
+SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(
+                  d.order_id, d.request_id, d.decision_id, d.reason, d.chosen, d.unfilled)), '[]'::jsonb)
+        FROM sourcing_decisions d
+        JOIN unnest($1::text[], $2::text[]) AS u(order_id, request_id)
+          ON d.order_id = u.order_id AND d.request_id = u.request_id) AS priors,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(
+                  sku, warehouse_id, on_hand, reserved, safety_stock, lat, lon)), '[]'::jsonb)
+        FROM locked) AS stock
 """
 
-# Undo some of this transaction's reservations (their rows are still locked by it).
-_UNRESERVE = """
-UPDATE stock st SET reserved = st.reserved - p.quantity
-FROM unnest($1::text[], $2::text[], $3::int[]) AS p(sku, warehouse_id, quantity)
-WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
-"""
-
-# The decision and its reservations in one statement; if the request was recorded
-# meanwhile (a concurrent duplicate), `d` is empty and nothing is inserted.
-_RECORD_DECISION = """
-WITH d AS (
+# A batch's reserved units (one delta per stock row, every row already locked by this
+# transaction), its decisions and their reservations. The units are still reserved only
+# where available; a decision recorded meanwhile (a concurrent duplicate) is not inserted
+# again, nor are its reservations. The counts tell the caller whether all of it went in.
+_RECORD_RESERVATIONS = """
+WITH reserved AS (
+    UPDATE stock st SET reserved = st.reserved + p.quantity
+    FROM unnest($1::text[], $2::text[], $3::int[]) AS p(sku, warehouse_id, quantity)
+    WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
+      AND st.on_hand - st.reserved - st.safety_stock >= p.quantity
+    RETURNING 1
+), d AS (
     INSERT INTO sourcing_decisions
         (decision_id, order_id, request_id, outcome, reason, ship_to, candidates, chosen, unfilled, attempts)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10)
+    SELECT u.decision_id, u.order_id, u.request_id, u.outcome, u.reason,
+           u.ship_to::jsonb, u.candidates::jsonb, u.chosen::jsonb, u.unfilled::jsonb, 1
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::text[], $11::text[], $12::text[])
+         AS u(decision_id, order_id, request_id, outcome, reason, ship_to, candidates, chosen, unfilled)
     ON CONFLICT (order_id, request_id) DO NOTHING
-    RETURNING decision_id
+    RETURNING order_id, request_id
 ), r AS (
     INSERT INTO reservations (order_id, request_id, line_no, warehouse_id, sku, quantity, reserved_quantity)
-    SELECT $2, $3, u.line_no, u.warehouse_id, u.sku, u.quantity, u.quantity
-    FROM d, unnest($11::int[], $12::text[], $13::text[], $14::int[]) AS u(line_no, warehouse_id, sku, quantity)
+    SELECT u.order_id, u.request_id, u.line_no, u.warehouse_id, u.sku, u.quantity, u.quantity
+    FROM unnest($13::text[], $14::text[], $15::int[], $16::text[], $17::text[], $18::int[])
+         AS u(order_id, request_id, line_no, warehouse_id, sku, quantity)
+    JOIN d ON d.order_id = u.order_id AND d.request_id = u.request_id
 )
-SELECT count(*) > 0 FROM d
+SELECT (SELECT count(*) FROM reserved) AS reserved, (SELECT count(*) FROM d) AS recorded
 """
 
 
-async def sourcing_context(
-    conn: Connection, order_id: str, request_id: str, skus: Sequence[str]
-) -> tuple[Decision | None, list[StockLevel]]:
-    """The recorded answer to this request, if any, and the stock the planner may use."""
-    row = await conn.fetchrow(_SOURCING_CONTEXT, order_id, request_id, list(skus))
+@dataclass(frozen=True, slots=True)
+class RecordedDecision:
+    """A reserve request's decision as it is stored: with the ship-to and the candidates weighed."""
+
+    order_id: str
+    request_id: str
+    decision: Decision
+    ship_to: Point
+    candidates: tuple[Candidate, ...]
+
+
+async def reserve_context(
+    conn: Connection, requests: Sequence[tuple[str, str]], skus: Sequence[str]
+) -> tuple[dict[tuple[str, str], Decision], list[StockLevel]]:
+    """The recorded decisions of these (order, request) pairs, and the candidate rows of ``skus``, locked."""
+    row = await conn.fetchrow(_RESERVE_CONTEXT, [o for o, _ in requests], [r for _, r in requests], list(skus))
     assert row is not None
-    return (_decision(row["prior"]) if row["prior"] else None), _stock_levels(row["stock"])
+    priors = {(order_id, request_id): _decision(rest) for order_id, request_id, *rest in row["priors"]}
+    return priors, _stock_levels(row["stock"])
 
 
-async def sourcing_stock(conn: Connection, skus: Sequence[str]) -> list[StockLevel]:
-    """The stock the planner may use, read again (after a concurrent reservation won a row)."""
-    return _stock_levels(await conn.fetchval(_SOURCING_STOCK, list(skus)))
-
-
-async def reserve_units(conn: Connection, steps: Sequence[tuple[str, str, int]]) -> bool:
-    """Reserve every (sku, warehouse, units) step, or none: False if another order took some units first.
-
-    Steps must name distinct rows (:func:`~oms_inventory.domain.reservation_steps`).
-    """
-    if not steps:
-        return True
-    columns = [list(column) for column in zip(*steps, strict=True)]
-    done = {(row["sku"], row["warehouse_id"]) for row in await conn.fetch(_RESERVE, *columns)}
-    if len(done) == len(steps):
-        return True
-    undo = [step for step in steps if (step[0], step[1]) in done]
-    if undo:
-        await conn.execute(_UNRESERVE, *[list(column) for column in zip(*undo, strict=True)])
-    return False
-
-
-async def record_decision(
-    conn: Connection,
-    *,
-    order_id: str,
-    request_id: str,
-    decision: Decision,
-    ship_to: Point,
-    candidates: Sequence[Candidate],
-    attempts: int,
-) -> bool:
-    """Store the decision and its reservations; False if a concurrent transaction recorded the request first."""
-    allocations = decision.allocations
-    recorded: bool = await conn.fetchval(
-        _RECORD_DECISION,
-        decision.decision_id,
-        order_id,
-        request_id,
-        "failed" if decision.failure else "reserved",
-        decision.failure,
-        {"lat": ship_to.lat, "lon": ship_to.lon},
-        [_candidate_json(c) for c in candidates],
-        [_allocation_json(a, decision.locations.get(a.warehouse_id)) for a in allocations],
-        [{"line_no": u.line_no, "sku": u.sku, "quantity": u.quantity} for u in decision.unfilled],
-        attempts,
-        [a.line_no for a in allocations],
-        [a.warehouse_id for a in allocations],
-        [a.sku for a in allocations],
-        [a.quantity for a in allocations],
+async def record_reservations(
+    conn: Connection, steps: Sequence[tuple[str, str, int]], recorded: Sequence[RecordedDecision]
+) -> tuple[int, int]:
+    """Reserve the (sku, warehouse, units) steps and store the decisions; (rows reserved, decisions stored)."""
+    allocations = [(r, a) for r in recorded for a in r.decision.allocations]
+    row = await conn.fetchrow(
+        _RECORD_RESERVATIONS,
+        [sku for sku, _, _ in steps],
+        [warehouse_id for _, warehouse_id, _ in steps],
+        [quantity for _, _, quantity in steps],
+        [r.decision.decision_id for r in recorded],
+        [r.order_id for r in recorded],
+        [r.request_id for r in recorded],
+        ["failed" if r.decision.failure else "reserved" for r in recorded],
+        [r.decision.failure for r in recorded],
+        # JSON documents go as text (cast in SQL): a list in a list would be a 2-D array to asyncpg.
+        [_json({"lat": r.ship_to.lat, "lon": r.ship_to.lon}) for r in recorded],
+        [_json([_candidate_json(c) for c in r.candidates]) for r in recorded],
+        [
+            _json([_allocation_json(a, r.decision.locations.get(a.warehouse_id)) for a in r.decision.allocations])
+            for r in recorded
+        ],
+        [
+            _json([{"line_no": u.line_no, "sku": u.sku, "quantity": u.quantity} for u in r.decision.unfilled])
+            for r in recorded
+        ],
+        [r.order_id for r, _ in allocations],
+        [r.request_id for r, _ in allocations],
+        [a.line_no for _, a in allocations],
+        [a.warehouse_id for _, a in allocations],
+        [a.sku for _, a in allocations],
+        [a.quantity for _, a in allocations],
     )
-    return recorded
+    assert row is not None
+    return int(row["reserved"]), int(row["recorded"])
 
 
 # --- releasing and committing ----------------------------------------------------------
@@ -425,6 +414,10 @@ async def stock_levels(conn: Connection, skus: Iterable[str]) -> list[WarehouseL
 
 
 # --- mapping -------------------------------------------------------------------------
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _stock_levels(items: Any) -> list[StockLevel]:
     return [StockLevel(sku, wh, int(o), int(r), int(s), Point(lat, lon)) for sku, wh, o, r, s, lat, lon in items]
 

@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from oms_inventory import store
+from oms_inventory import reserving
+from oms_inventory.domain import Decision, Line, Point, plan_sourcing
 from oms_inventory.handlers import (
     COMMAND_HANDLERS,
     MOVEMENT_HANDLERS,
@@ -22,6 +23,7 @@ from oms_inventory.handlers import (
     on_stock_movement_recorded,
     on_warehouse_upserted,
 )
+from oms_inventory.reserving import ReserveBook
 from oms_shared import topics
 from oms_shared.contracts.common import Coordinates, LineQuantity
 from oms_shared.contracts.inventory import (
@@ -40,8 +42,9 @@ from oms_shared.contracts.inventory import (
     WarehouseUpserted,
 )
 from oms_shared.db import create_pool
-from oms_shared.outbox import OutgoingMessage
-from oms_shared.testing import handle, payloads
+from oms_shared.errors import RetryableError
+from oms_shared.outbox import OutgoingMessage, UnitOfWork
+from oms_shared.testing import handle, handle_batch, payloads
 
 BERLIN = Coordinates(lat=52.52, lon=13.405)
 HAMBURG = Coordinates(lat=53.55, lon=9.99)
@@ -616,25 +619,111 @@ class TestDatabaseRefusesOversell:
         assert await world.level(a, ber) == (3, 0, 0)
 
 
-class TestReserveUnits:
-    """A plan's steps are reserved in one statement: all of them, or none."""
+class TestReserveBatches:
+    """A batch's reserve commands are planned against one locked read and written in one statement."""
 
-    async def test_all_steps_or_none(self, world: World) -> None:
-        a, b = world.sku("A"), world.sku("B")
+    async def test_orders_of_one_batch_share_the_units(self, world: World) -> None:
+        """Five orders for 3 units of one row in one batch: three reserved, two refused, books balance."""
+        a = world.sku("HOT")
         ber = await world.warehouse("BER", BERLIN)
-        await world.receive(a, ber, 5)
-        await world.receive(b, ber, 1)
-        sql = "SELECT reserved FROM stock WHERE sku = ANY($1::text[]) AND warehouse_id = $2 ORDER BY sku"
+        await world.receive(a, ber, 3)
+        commands = [reserve((a, 1)) for _ in range(5)]
+        emitted = await handle_batch(world.pool, [(on_reserve_stock, c) for c in commands], prepare=reserving.prepare)
+        reserved = payloads(replies(emitted), StockReserved)
+        failed = payloads(replies(emitted), StockReservationFailed)
+        assert [r.order_id for r in reserved] == [c.order_id for c in commands[:3]]
+        assert [f.order_id for f in failed] == [c.order_id for c in commands[3:]]
+        assert await world.level(a, ber) == (3, 3, 0)
+        assert availability(emitted)[a].available == 0  # read after the book wrote its units
+        await assert_books_balance(world.pool)
+
+    async def test_a_repeat_in_the_same_batch_gets_the_same_answer(self, world: World) -> None:
+        """The same request twice in one batch (two deliveries): one decision, one reservation."""
+        a = world.sku("A")
+        ber, _, _ = await world.three_warehouses(a, 5, 0, 0)
+        cmd = reserve((a, 2))
+        emitted = await handle_batch(world.pool, [(on_reserve_stock, cmd)] * 2, prepare=reserving.prepare)
+        first, second = payloads(replies(emitted), StockReserved)
+        assert first == second
+        assert await world.level(a, ber) == (5, 2, 0)
+        assert await world.reservations(cmd.order_id) == [(1, ber, 2, "active")]
+
+    async def test_a_refusal_stays_final_after_a_release_in_the_batch(self, world: World) -> None:
+        """Refused, then units released in the same batch: the repeat still gets the recorded refusal."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 2)
+        first = reserve((a, 2))
+        await handle(world.pool, on_reserve_stock, first)
+        later = reserve((a, 2))
+        release = ReleaseStock(order_id=first.order_id, request_id=uid("R"))
+        items: list[tuple[Any, Any]] = [(on_reserve_stock, later), (on_release_stock, release)]
+        emitted = await handle_batch(world.pool, [*items, (on_reserve_stock, later)], prepare=reserving.prepare)
+        refused, again = payloads(replies(emitted), StockReservationFailed)
+        assert refused == again
+        assert await world.level(a, ber) == (2, 0, 0)
+        assert availability(emitted)[a].available == 2
+        await assert_books_balance(world.pool)
+
+    async def test_release_then_new_order_in_one_batch(self, world: World) -> None:
+        """Units released earlier in the batch are reserved by a later order of the same batch."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 2)
+        first = reserve((a, 2))
+        await handle(world.pool, on_reserve_stock, first)
+        release = ReleaseStock(order_id=first.order_id, request_id=uid("R"))
+        second = reserve((a, 2))
+        emitted = await handle_batch(
+            world.pool,
+            [(on_reserve_stock, reserve((a, 1))), (on_release_stock, release), (on_reserve_stock, second)],
+            prepare=reserving.prepare,
+        )
+        assert [r.order_id for r in payloads(replies(emitted), StockReserved)] == [second.order_id]
+        assert await world.level(a, ber) == (2, 2, 0)
+        await assert_books_balance(world.pool)
+
+    async def test_commit_in_the_batch_keeps_the_plan_valid(self, world: World) -> None:
+        """A commit between reserves of the same row needs no re-read: availability is unchanged."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 4)
+        first = reserve((a, 1))
+        await handle(world.pool, on_reserve_stock, first)
+        commit = CommitStock(order_id=first.order_id, request_id=uid("R"), warehouse_id=ber)
+        items: list[tuple[Any, Any]] = [
+            (on_reserve_stock, reserve((a, 1))),
+            (on_commit_stock, commit),
+            (on_reserve_stock, reserve((a, 2))),
+            (on_reserve_stock, reserve((a, 1))),
+        ]
+        emitted = await handle_batch(world.pool, items, prepare=reserving.prepare)
+        assert len(payloads(replies(emitted), StockReserved)) == 2
+        assert len(payloads(replies(emitted), StockReservationFailed)) == 1
+        assert await world.level(a, ber) == (3, 3, 0)
+        await assert_books_balance(world.pool)
+
+    async def test_the_database_still_refuses_what_the_book_got_wrong(self, world: World) -> None:
+        """Stock changed behind the book's back: its write reserves nothing and the batch is retried."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 2)
         async with world.pool.acquire() as conn:
             tx = conn.transaction()
             await tx.start()
-            try:  # rolled back at the end: no reservation rows go with these units
-                assert not await store.reserve_units(conn, [(a, ber, 2), (b, ber, 2)])  # b has 1 unit
-                assert [r["reserved"] for r in await conn.fetch(sql, [a, b], ber)] == [0, 0]
-                assert await store.reserve_units(conn, [(a, ber, 2), (b, ber, 1)])
-                assert [r["reserved"] for r in await conn.fetch(sql, [a, b], ber)] == [2, 1]
+            try:
+                uow = UnitOfWork(conn, "oms/tests")
+                book = ReserveBook.of(uow)
+                cmd = reserve((a, 2))
+                await book.load([(cmd.order_id, cmd.request_id)], [a])
+                await conn.execute("UPDATE stock SET reserved = 1 WHERE sku = $1 AND warehouse_id = $2", a, ber)
+                plan = plan_sourcing([Line(1, a, 2)], Point(0, 0), book.stock([a]), max_split=3, allow_partial=False)
+                book.record(cmd, Decision.of("d-" + uid("x"), plan), Point(0, 0), plan.candidates)
+                with pytest.raises(RetryableError, match="reserved 0 of 1 stock rows"):
+                    await book.flush()
             finally:
                 await tx.rollback()
+        assert await world.level(a, ber) == (2, 0, 0)
 
 
 class TestConcurrentReservations:

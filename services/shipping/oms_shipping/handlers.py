@@ -51,7 +51,7 @@ log = structlog.get_logger(__name__)
 
 async def on_book_shipment(cmd: BookShipment, ctx: MessageContext, *, carriers: Sequence[Carrier] = CARRIERS) -> None:
     """Open the shipment and ask the cheapest eligible carrier; a repeat answers with the current outcome."""
-    await ScanBook.of(ctx.uow).settle()
+    await ScanBook.of(ctx.uow).settle(cmd.shipment_id)
     at = ctx.envelope.time
     shipment = domain.open_shipment(cmd.shipment_id, cmd.order_id, _request(cmd), at, carriers)
     if await store.insert_shipment(ctx.conn, shipment, at):
@@ -70,7 +70,7 @@ async def on_carrier_booking_answered(
     evt: CarrierBookingAnswered, ctx: MessageContext, *, carriers: Sequence[Carrier] = CARRIERS
 ) -> None:
     """Book on acceptance; on refusal ask the next cheapest carrier, or fail when none is left."""
-    await ScanBook.of(ctx.uow).settle()
+    await ScanBook.of(ctx.uow).settle(evt.shipment_id)
     shipment, taken = await store.load_for_answer(ctx.conn, evt.shipment_id, evt.tracking_number)
     if shipment is None or shipment.attempt is None:
         why = "unknown shipment" if shipment is None else f"no booking in hand ({shipment.status})"
@@ -139,7 +139,7 @@ async def on_carrier_scan(evt: CarrierScan, ctx: MessageContext) -> None:
 
 async def on_cancel_shipment(cmd: CancelShipment, ctx: MessageContext) -> None:
     """Cancel before the hand-over (voiding the booking in hand); refuse after it."""
-    await ScanBook.of(ctx.uow).settle()
+    await ScanBook.of(ctx.uow).settle(cmd.shipment_id)
     shipment = await store.load_shipment(ctx.conn, cmd.shipment_id)
     outcome = domain.cancel_shipment(shipment, cmd.shipment_id, cmd.order_id)
     if outcome.kind == "refused":

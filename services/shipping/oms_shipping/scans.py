@@ -5,8 +5,11 @@ Scans are most of shipping's traffic (four or more per parcel). The runtime's
 statement; each scan handler reads and updates the book; at flush the scans are
 inserted and the shipments saved with one statement each, instead of two round
 trips per scan. Handlers of other messages (bookings, answers, cancellations) call
-:meth:`ScanBook.settle` first, so they read the database with every scan before
-them in the batch applied, and scans after them reload what they wrote.
+:meth:`ScanBook.settle` with the shipment they are about to read and change: if the
+book holds that shipment, it writes what it has first and forgets the shipment, so the
+handler reads it with every scan before it applied and later scans reload what it
+wrote. A shipment the book does not hold costs nothing: a batch mixing bookings and
+answers of some parcels with scans of others still writes its scans once.
 """
 
 from __future__ import annotations
@@ -66,10 +69,11 @@ class ScanBook:
         self._shipments[shipment.shipment_id] = shipment
         self._saved[shipment.shipment_id] = SavedScan(shipment, dispatched_at, delivered_at)
 
-    async def settle(self) -> None:
-        """Write what the book holds now and forget the shipments (another handler is about to)."""
-        await self.flush()
-        self._shipments.clear()
+    async def settle(self, shipment_id: str) -> None:
+        """Another handler is about to read and change this shipment: write it first, then forget it."""
+        if shipment_id in self._shipments:
+            await self.flush()
+            del self._shipments[shipment_id]
 
     async def flush(self) -> None:
         """Insert the scans and save the shipments, one statement each."""

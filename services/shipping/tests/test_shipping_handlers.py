@@ -526,6 +526,24 @@ class TestScansInOneBatch:
         assert (await row(pool, done.shipment_id))["status"] == "dispatched"
         assert await count(pool, "tracking_events", done.shipment_id) == 2
 
+    async def test_a_booking_of_another_parcel_between_scans_keeps_them(self, pool: asyncpg.Pool[Any]) -> None:
+        """Bookings and answers of other parcels do not make the book write early; nothing is lost."""
+        done, other = await booked(pool), book()
+        req = await requested(pool, other)
+        batch: list[tuple[Handler, Contract]] = [
+            (on_carrier_scan, scan(done, "picked_up")),
+            (on_book_shipment, book()),
+            (on_carrier_booking_answered, answer(req)),
+            (on_carrier_scan, scan(done, "in_transit", T0 + timedelta(hours=1))),
+        ]
+        emitted = await handle_batch(pool, batch, prepare=scans.prepare)
+        mine = [m.envelope.type for m in emitted if m.envelope.key == done.order_id.encode()]
+        assert mine == [ShipmentDispatched.ce_type, ShipmentStatusChanged.ce_type]
+        shipment = await row(pool, done.shipment_id)
+        assert (shipment["status"], list(shipment["reported"])) == ("dispatched", ["in_transit"])
+        assert await count(pool, "tracking_events", done.shipment_id) == 2
+        assert (await row(pool, other.shipment_id))["status"] == "booked"
+
     async def test_a_cancel_before_the_pick_up_in_the_same_batch_wins(self, pool: asyncpg.Pool[Any]) -> None:
         done = await booked(pool)
         batch: list[tuple[Handler, Contract]] = [
