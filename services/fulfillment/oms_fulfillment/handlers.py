@@ -44,17 +44,17 @@ DEFAULT_PACKING = PackingRules()
 
 async def on_create_fulfillment(cmd: CreateFulfillment, ctx: MessageContext) -> None:
     """Create the fulfillment and its pick list in walking order; a known id creates nothing."""
-    known = await FulfillmentBook.of(ctx.uow).catalogue(line.sku for line in cmd.lines)
-    lines = (Units(line.line_no, line.sku, line.quantity) for line in cmd.lines)
-    planned = domain.plan_fulfillment(cmd.fulfillment_id, cmd.order_id, cmd.warehouse_id, lines, known)
-    if await store.insert_fulfillment(ctx.conn, planned):
+    book = FulfillmentBook.of(ctx.uow)
+    existing = await book.get(cmd.fulfillment_id)
+    if existing is None:
+        known = await book.catalogue(line.sku for line in cmd.lines)
+        lines = (Units(line.line_no, line.sku, line.quantity) for line in cmd.lines)
+        planned = domain.plan_fulfillment(cmd.fulfillment_id, cmd.order_id, cmd.warehouse_id, lines, known)
+        book.create(planned)
         ctx.emit(topics.WAREHOUSE_TASKS, _pick_list(planned), key=cmd.order_id)
         ctx.emit(topics.FULFILLMENT_REPLIES, _started(planned, cmd.request_id), key=cmd.order_id)
         log.info("fulfillment_started", fulfillment_id=cmd.fulfillment_id, stops=len(planned.lines))
         return
-    existing = await store.load_fulfillment(ctx.conn, cmd.fulfillment_id)
-    if existing is None:
-        raise RetryableError(f"fulfillment {cmd.fulfillment_id} conflicted but is not visible yet")
     if domain.answer_repeated_create(existing) is CreateAnswer.CANCELLED:
         ctx.emit(topics.FULFILLMENT_REPLIES, _cancelled(existing, cmd.request_id), key=cmd.order_id)
         log.info("fulfillment_create_after_cancel", fulfillment_id=cmd.fulfillment_id)
@@ -67,7 +67,8 @@ async def on_pick_confirmed(
     evt: PickConfirmed, ctx: MessageContext, *, packing: PackingRules = DEFAULT_PACKING
 ) -> None:
     """Pack what was picked and report packages and shortages; late or repeated confirmations are ignored."""
-    existing = await FulfillmentBook.of(ctx.uow).take(evt.fulfillment_id)
+    book = FulfillmentBook.of(ctx.uow)
+    existing = await book.get(evt.fulfillment_id)
     if existing is None:
         raise domain.InvalidPickConfirmation(f"unknown fulfillment {evt.fulfillment_id}")
     picked = (Units(line.line_no, line.sku, line.picked) for line in evt.lines)
@@ -76,8 +77,7 @@ async def on_pick_confirmed(
         log.info("pick_confirmation_ignored", fulfillment_id=evt.fulfillment_id, reason=result.ignored)
         return
     packed = result.fulfillment
-    if not await store.save_packed(ctx.conn, packed, result.packages):
-        raise RetryableError(f"fulfillment {evt.fulfillment_id} changed while packing")
+    book.pack(packed, result.packages)
     reply = FulfillmentPacked(
         order_id=packed.order_id,
         fulfillment_id=packed.fulfillment_id,
@@ -103,7 +103,7 @@ async def on_pick_confirmed(
 
 async def on_cancel_fulfillment(cmd: CancelFulfillment, ctx: MessageContext) -> None:
     """Cancel (stopping the pick list or putting packed units away), unless handed to the carrier."""
-    FulfillmentBook.of(ctx.uow).forget(cmd.fulfillment_id)
+    await FulfillmentBook.of(ctx.uow).settle(cmd.fulfillment_id)
     existing = await store.load_fulfillment(ctx.conn, cmd.fulfillment_id)
     decision = domain.cancel(existing, cmd.fulfillment_id, cmd.order_id)
     after = decision.fulfillment

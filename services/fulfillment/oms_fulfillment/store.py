@@ -13,7 +13,7 @@ from oms_shared.db import Connection
 
 __all__ = [
     "catalogue",
-    "insert_fulfillment",
+    "insert_fulfillments",
     "load_fulfillment",
     "load_fulfillments",
     "mark_handed_over",
@@ -25,25 +25,32 @@ __all__ = [
 
 _CATALOGUE = "SELECT sku, bin, weight_grams FROM items WHERE sku = ANY($1::text[])"
 
-# Parent and children in one statement: if the id is known (repeat or tombstone),
-# ON CONFLICT leaves `fo` empty and nothing else is inserted.
+# Parents and children of many fulfillments in one statement: an id already known
+# (a repeat, a tombstone) is left out of `fo` by ON CONFLICT and nothing of it is inserted.
 _INSERT = """
 WITH fo AS (
     INSERT INTO fulfillment_orders (fulfillment_id, order_id, warehouse_id, status)
-    VALUES ($1, $2, $3, 'picking')
+    SELECT u.fulfillment_id, u.order_id, u.warehouse_id, 'picking'
+    FROM unnest($1::text[], $2::text[], $3::text[]) AS u(fulfillment_id, order_id, warehouse_id)
     ON CONFLICT (fulfillment_id) DO NOTHING
     RETURNING fulfillment_id
 ), lines AS (
     INSERT INTO fulfillment_lines (fulfillment_id, line_no, sku, quantity, unit_weight_grams)
-    SELECT fo.fulfillment_id, u.line_no, u.sku, u.quantity, u.weight
-    FROM fo, unnest($5::int[], $6::text[], $7::int[], $8::int[]) AS u(line_no, sku, quantity, weight)
+    SELECT u.fulfillment_id, u.line_no, u.sku, u.quantity, u.weight
+    FROM unnest($5::text[], $6::int[], $7::text[], $8::int[], $9::int[])
+         AS u(fulfillment_id, line_no, sku, quantity, weight)
+    JOIN fo USING (fulfillment_id)
 ), pick_list AS (
     INSERT INTO pick_lists (pick_list_id, fulfillment_id)
-    SELECT $4, fo.fulfillment_id FROM fo
+    SELECT u.pick_list_id, u.fulfillment_id
+    FROM unnest($4::text[], $1::text[]) AS u(pick_list_id, fulfillment_id)
+    JOIN fo USING (fulfillment_id)
 ), stops AS (
     INSERT INTO pick_list_stops (pick_list_id, seq, bin, line_no, sku, quantity)
-    SELECT $4, u.seq, u.bin, u.line_no, u.sku, u.quantity
-    FROM fo, unnest($9::int[], $10::text[], $5::int[], $6::text[], $7::int[]) AS u(seq, bin, line_no, sku, quantity)
+    SELECT u.pick_list_id, u.seq, u.bin, u.line_no, u.sku, u.quantity
+    FROM unnest($5::text[], $10::text[], $11::int[], $12::text[], $6::int[], $7::text[], $8::int[])
+         AS u(fulfillment_id, pick_list_id, seq, bin, line_no, sku, quantity)
+    JOIN fo USING (fulfillment_id)
 )
 SELECT count(*) FROM fo
 """
@@ -63,19 +70,25 @@ WHERE fo.fulfillment_id = ANY($1::text[])
 ORDER BY fo.fulfillment_id, s.seq
 """
 
+# Packed fulfillments of a batch in one statement, each only if still picking: one that
+# changed since it was read is left out of `fo`, and nothing of it is written.
 _SAVE_PACKED = """
 WITH fo AS (
-    UPDATE fulfillment_orders SET status = 'packed', updated_at = now()
-    WHERE fulfillment_id = $1 AND status = 'picking'
-    RETURNING fulfillment_id
+    UPDATE fulfillment_orders f SET status = 'packed', updated_at = now()
+    FROM unnest($1::text[]) AS u(fulfillment_id)
+    WHERE f.fulfillment_id = u.fulfillment_id AND f.status = 'picking'
+    RETURNING f.fulfillment_id
 ), picked AS (
     UPDATE fulfillment_lines l SET picked = u.picked
-    FROM fo, unnest($2::int[], $3::int[]) AS u(line_no, picked)
-    WHERE l.fulfillment_id = fo.fulfillment_id AND l.line_no = u.line_no
+    FROM unnest($2::text[], $3::int[], $4::int[]) AS u(fulfillment_id, line_no, picked)
+    JOIN fo USING (fulfillment_id)
+    WHERE l.fulfillment_id = u.fulfillment_id AND l.line_no = u.line_no
 ), packed AS (
     INSERT INTO packages (package_id, fulfillment_id, seq, weight_grams, items)
-    SELECT u.package_id, fo.fulfillment_id, u.seq, u.weight, u.items::jsonb
-    FROM fo, unnest($4::text[], $5::int[], $6::int[], $7::text[]) AS u(package_id, seq, weight, items)
+    SELECT u.package_id, u.fulfillment_id, u.seq, u.weight, u.items::jsonb
+    FROM unnest($5::text[], $6::text[], $7::int[], $8::int[], $9::text[])
+         AS u(fulfillment_id, package_id, seq, weight, items)
+    JOIN fo USING (fulfillment_id)
 )
 SELECT count(*) FROM fo
 """
@@ -110,23 +123,25 @@ async def upsert_items(conn: Connection, items: dict[str, Item]) -> None:
     )
 
 
-async def insert_fulfillment(conn: Connection, f: Fulfillment) -> bool:
-    """Insert a new fulfillment with its lines, pick list and stops; False if its id is already known."""
-    lines = f.lines
-    inserted = await conn.fetchval(
+async def insert_fulfillments(conn: Connection, fulfillments: Sequence[Fulfillment]) -> int:
+    """Insert new fulfillments with their lines, pick lists and stops; how many went in (known ids do not)."""
+    lines = [(f, seq, line) for f in fulfillments for seq, line in enumerate(f.lines, start=1)]
+    inserted: int = await conn.fetchval(
         _INSERT,
-        f.fulfillment_id,
-        f.order_id,
-        f.warehouse_id,
-        f.pick_list_id,
-        [line.line_no for line in lines],
-        [line.sku for line in lines],
-        [line.quantity for line in lines],
-        [line.unit_weight_grams for line in lines],
-        list(range(1, len(lines) + 1)),
-        [line.bin for line in lines],
+        [f.fulfillment_id for f in fulfillments],
+        [f.order_id for f in fulfillments],
+        [f.warehouse_id for f in fulfillments],
+        [f.pick_list_id for f in fulfillments],
+        [f.fulfillment_id for f, _, _ in lines],
+        [line.line_no for _, _, line in lines],
+        [line.sku for _, _, line in lines],
+        [line.quantity for _, _, line in lines],
+        [line.unit_weight_grams for _, _, line in lines],
+        [f.pick_list_id for f, _, _ in lines],
+        [seq for _, seq, _ in lines],
+        [line.bin for _, _, line in lines],
     )
-    return bool(inserted)
+    return inserted
 
 
 async def load_fulfillment(conn: Connection, fulfillment_id: str) -> Fulfillment | None:
@@ -154,22 +169,26 @@ def _fulfillment(fulfillment_id: str, rows: Sequence[Any]) -> Fulfillment:
     )
 
 
-async def save_packed(conn: Connection, f: Fulfillment, packages: Sequence[Package]) -> bool:
-    """Record the picked counts and the packages, and move a picking fulfillment to packed.
+async def save_packed(conn: Connection, packed: Sequence[tuple[Fulfillment, Sequence[Package]]]) -> int:
+    """Record the picked counts and packages of fulfillments, moving each from picking to packed.
 
-    False if it is no longer picking (changed since it was loaded): nothing is written.
+    Returns how many were saved: one no longer picking (changed since it was read) is not.
     """
-    saved = await conn.fetchval(
+    lines = [(f, line) for f, _ in packed for line in f.lines]
+    parcels = [(f, p) for f, packages in packed for p in packages]
+    saved: int = await conn.fetchval(
         _SAVE_PACKED,
-        f.fulfillment_id,
-        [line.line_no for line in f.lines],
-        [line.picked or 0 for line in f.lines],
-        [p.package_id(f.fulfillment_id) for p in packages],
-        [p.seq for p in packages],
-        [p.weight_grams for p in packages],
-        [orjson.dumps([_units_json(u.line_no, u.sku, u.quantity) for u in p.items]).decode() for p in packages],
+        [f.fulfillment_id for f, _ in packed],
+        [f.fulfillment_id for f, _ in lines],
+        [line.line_no for _, line in lines],
+        [line.picked or 0 for _, line in lines],
+        [f.fulfillment_id for f, _ in parcels],
+        [p.package_id(f.fulfillment_id) for f, p in parcels],
+        [p.seq for _, p in parcels],
+        [p.weight_grams for _, p in parcels],
+        [orjson.dumps([_units_json(u.line_no, u.sku, u.quantity) for u in p.items]).decode() for _, p in parcels],
     )
-    return bool(saved)
+    return saved
 
 
 async def save_cancelled(conn: Connection, previous: Fulfillment | None, f: Fulfillment) -> bool:

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from oms_fulfillment import store
-from oms_fulfillment.book import prepare
+from oms_fulfillment.book import FulfillmentBook, prepare
 from oms_fulfillment.domain import InvalidPickConfirmation, Item, default_item
 from oms_fulfillment.handlers import (
     COMMAND_HANDLERS,
@@ -38,9 +38,9 @@ from oms_shared.contracts.fulfillment import (
     PickListIssued,
 )
 from oms_shared.errors import RetryableError
-from oms_shared.outbox import OutgoingMessage
-from oms_shared.runtime import Handler
-from oms_shared.testing import handle, handle_batch, payloads
+from oms_shared.outbox import OutgoingMessage, UnitOfWork
+from oms_shared.runtime import Handler, MessageContext
+from oms_shared.testing import envelope_of, handle, handle_batch, payloads
 
 CATALOGUE = {
     "BOOK": Item("B-02-1", 400),
@@ -427,6 +427,36 @@ class TestBatches:
             assert await status_of(pool, cmd.fulfillment_id) == "picking"
         issued = {i.fulfillment_id: i for i in payloads(emitted, PickListIssued)}
         assert sorted(p.bin for p in issued[fresh[1].fulfillment_id].picks) == ["B-02-1", "B-11-3"]  # catalogue read
+
+    async def test_the_same_create_twice_in_a_batch_inserts_once(self, pool: asyncpg.Pool[Any]) -> None:
+        cmd = create(("BOOK", 1), ("MUG", 1))
+        emitted = await handle_batch(pool, [(on_create_fulfillment, cmd)] * 2, prepare=prepare)
+        first, second = payloads(emitted, FulfillmentStarted)
+        assert first.pick_list_id == second.pick_list_id
+        assert len(payloads(emitted, PickListIssued)) == 1
+        assert await count(pool, "fulfillment_lines", cmd.fulfillment_id) == 2
+
+    async def test_a_pack_the_database_no_longer_allows_retries_the_batch(self, pool: asyncpg.Pool[Any]) -> None:
+        cmd = create(("BOOK", 2))
+        pick_list_id = await started(pool, cmd)
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                uow = UnitOfWork(conn, "oms/tests")
+                book = FulfillmentBook.of(uow)
+                await book.load((), [cmd.fulfillment_id])
+                await conn.execute(  # as a concurrent cancel would, after the book read it
+                    "UPDATE fulfillment_orders SET status = 'cancelled' WHERE fulfillment_id = $1", cmd.fulfillment_id
+                )
+                confirmed = confirmation(cmd, pick_list_id, 2)
+                await on_pick_confirmed(confirmed, MessageContext(envelope_of(confirmed), uow))
+                with pytest.raises(RetryableError, match="changed while packing"):
+                    await book.flush()
+            finally:
+                await tx.rollback()
+        assert await status_of(pool, cmd.fulfillment_id) == "picking"
+        assert await count(pool, "packages", cmd.fulfillment_id) == 0
 
     async def test_a_cancel_earlier_in_the_batch_is_seen_by_a_later_pick(self, pool: asyncpg.Pool[Any]) -> None:
         cmd = create(("BOOK", 2))
