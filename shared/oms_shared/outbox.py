@@ -117,10 +117,15 @@ class UnitOfWork:
         return envelope
 
     async def flush_parts(self) -> None:
-        """Let each part (in first-use order) write what it gathered and emit its messages."""
-        for part in self._parts.values():
-            await part.flush()
-        self._parts.clear()
+        """Let each part (in first-use order) write what it gathered and emit its messages.
+
+        A part may use another part while it flushes (a write that changes what a later
+        event reports): one not flushed yet gathers more; one already flushed is made
+        again and flushed after the rest.
+        """
+        while self._parts:
+            kind = next(iter(self._parts))
+            await self._parts.pop(kind).flush()
 
     async def flush(self, claim: tuple[str, Sequence[str]] | None = None) -> int:
         """Flush the parts, then insert the queued messages into the outbox in one statement.

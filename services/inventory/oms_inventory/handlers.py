@@ -3,50 +3,46 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 import structlog
 
-from oms_inventory import domain, store
+from oms_inventory import store
+from oms_inventory.availability import availability_changed
+from oms_inventory.committing import CommitBook
 from oms_inventory.domain import (
     Decision,
     Line,
     Point,
     plan_sourcing,
 )
+from oms_inventory.replies import allocations
 from oms_inventory.reserving import ReserveBook
 from oms_inventory.stock import (
     Movement,
     MovementVerdict,
-    availability,
     judge_movement,
     plan_write_offs,
     written_off,
 )
 from oms_shared import topics
 from oms_shared.contracts import Contract
-from oms_shared.contracts.common import Coordinates, LineQuantity
+from oms_shared.contracts.common import LineQuantity
 from oms_shared.contracts.inventory import (
-    Allocation,
-    AvailabilityChanged,
     CommitStock,
     ReleaseStock,
     ReportShortPick,
     ReserveStock,
     SafetyStockSet,
     ShortPickRecorded,
-    StockCommitted,
     StockMovementRecorded,
     StockReleased,
     StockReservationFailed,
     StockReserved,
-    WarehouseAvailability,
     WarehouseUpserted,
 )
 from oms_shared.errors import RetryableError
-from oms_shared.outbox import UnitOfWork
 from oms_shared.runtime import Handler, MessageContext
 
 __all__ = ["COMMAND_HANDLERS", "MOVEMENT_HANDLERS"]
@@ -85,40 +81,31 @@ async def on_reserve_stock(cmd: ReserveStock, ctx: MessageContext) -> None:
         unfilled=len(plan.unfilled),
     )
     _reply_reservation(ctx, cmd, decision)
-    _availability_changed(ctx, {a.sku for a in decision.allocations})
 
 
 async def on_release_stock(cmd: ReleaseStock, ctx: MessageContext) -> None:
     """Release the order's active reservations (all, or one warehouse's); fine if there are none."""
-    await ReserveBook.of(ctx.uow).settle()
+    await _settle(ctx)
     released, changed = await store.release_reservations(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
     log.info("stock_released", lines=len(released), warehouse_id=cmd.warehouse_id)
-    reply = StockReleased(order_id=cmd.order_id, request_id=cmd.request_id, released=_allocations(released))
+    reply = StockReleased(order_id=cmd.order_id, request_id=cmd.request_id, released=allocations(released))
     ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
-    _availability_changed(ctx, changed)
+    availability_changed(ctx.uow, changed)
 
 
 async def on_commit_stock(cmd: CommitStock, ctx: MessageContext) -> None:
     """Dispatch: the reservations at the warehouse leave on hand, one 'shipment' movement each.
 
-    No :meth:`ReserveBook.settle`: committing lowers on hand and reserved alike, so what
-    the book plans with (availability) stays true.
+    Written and answered with the batch's other commits when the batch flushes
+    (:mod:`oms_inventory.committing`). Reserves in the batch need not re-read: committing
+    lowers on hand and reserved alike, so what the reserve book plans with stays true.
     """
-    committed, changed = await store.commit_reservations(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
-    log.info("stock_committed", lines=len(committed), warehouse_id=cmd.warehouse_id)
-    reply = StockCommitted(
-        order_id=cmd.order_id,
-        request_id=cmd.request_id,
-        warehouse_id=cmd.warehouse_id,
-        committed=_allocations(committed),
-    )
-    ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
-    _availability_changed(ctx, changed)
+    CommitBook.of(ctx.uow).add(cmd)
 
 
 async def on_report_short_pick(cmd: ReportShortPick, ctx: MessageContext) -> None:
     """Write the missing units off and shrink the order's reservation at that warehouse."""
-    await ReserveBook.of(ctx.uow).settle()
+    await _settle(ctx)
     prior, active = await store.short_pick_context(ctx.conn, cmd.order_id, cmd.request_id, cmd.warehouse_id)
     changed: set[str] = set()
     if prior is None:
@@ -138,13 +125,13 @@ async def on_report_short_pick(cmd: ReportShortPick, ctx: MessageContext) -> Non
         written_off=tuple(LineQuantity(line_no=w.line_no, sku=w.sku, quantity=w.quantity) for w in prior),
     )
     ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
-    _availability_changed(ctx, changed)
+    availability_changed(ctx.uow, changed)
 
 
 # --- stock movements ------------------------------------------------------------------
 async def on_warehouse_upserted(event: WarehouseUpserted, ctx: MessageContext) -> None:
     """Register or update a warehouse; opening or closing it changes what its SKUs can promise."""
-    await ReserveBook.of(ctx.uow).settle()
+    await _settle(ctx)
     toggled = await store.upsert_warehouse(
         ctx.conn,
         warehouse_id=event.warehouse_id,
@@ -155,12 +142,12 @@ async def on_warehouse_upserted(event: WarehouseUpserted, ctx: MessageContext) -
     )
     log.info("warehouse_upserted", warehouse_id=event.warehouse_id, active=event.active)
     if toggled:
-        _availability_changed(ctx, await store.skus_at(ctx.conn, event.warehouse_id))
+        availability_changed(ctx.uow, await store.skus_at(ctx.conn, event.warehouse_id))
 
 
 async def on_stock_movement_recorded(event: StockMovementRecorded, ctx: MessageContext) -> None:
     """Apply a receipt or adjustment once; refuse (and keep) one that cannot apply."""
-    await ReserveBook.of(ctx.uow).settle()
+    await _settle(ctx)
     movement = Movement(event.movement_id, event.sku, event.warehouse_id, event.kind, event.quantity, event.reason)
     verdict = judge_movement(
         await store.lock_stock_row(ctx.conn, event.sku, event.warehouse_id, event.movement_id), event.quantity
@@ -172,17 +159,17 @@ async def on_stock_movement_recorded(event: StockMovementRecorded, ctx: MessageC
         await store.reject_movement(ctx.conn, movement, verdict.value)
     elif await store.apply_movement(ctx.conn, movement):
         log.info("movement_applied", **asdict(movement))
-        _availability_changed(ctx, [event.sku])
+        availability_changed(ctx.uow, [event.sku])
 
 
 async def on_safety_stock_set(event: SafetyStockSet, ctx: MessageContext) -> None:
     """Keep units of a SKU back from sale at one warehouse."""
-    await ReserveBook.of(ctx.uow).settle()
+    await _settle(ctx)
     if not await store.set_safety_stock(ctx.conn, event.sku, event.warehouse_id, event.safety_stock):
         log.warning("safety_stock_ignored", reason="unknown_warehouse", warehouse_id=event.warehouse_id)
         return
     log.info("safety_stock_set", sku=event.sku, warehouse_id=event.warehouse_id, safety_stock=event.safety_stock)
-    _availability_changed(ctx, [event.sku])
+    availability_changed(ctx.uow, [event.sku])
 
 
 COMMAND_HANDLERS: Mapping[type[Contract], Handler] = {
@@ -215,75 +202,14 @@ def _reply_reservation(ctx: MessageContext, cmd: ReserveStock, decision: Decisio
         reply = StockReserved(
             order_id=cmd.order_id,
             request_id=cmd.request_id,
-            allocations=_allocations(decision.allocations, decision.locations),
+            allocations=allocations(decision.allocations, decision.locations),
             unfilled=unfilled,
             decision_id=decision.decision_id,
         )
     ctx.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
 
 
-def _allocations(
-    items: Iterable[domain.Allocation], locations: Mapping[str, Point] | None = None
-) -> tuple[Allocation, ...]:
-    where = locations or {}
-    return tuple(
-        Allocation(
-            warehouse_id=a.warehouse_id,
-            line_no=a.line_no,
-            sku=a.sku,
-            quantity=a.quantity,
-            location=Coordinates(lat=p.lat, lon=p.lon) if (p := where.get(a.warehouse_id)) else None,
-        )
-        for a in items
-    )
-
-
-def _availability_changed(ctx: MessageContext, skus: Iterable[str]) -> None:
-    """These SKUs' levels changed: their availability is published once, at the end of the batch.
-
-    The reserve book is made first, so it writes its units before the levels are read.
-    """
-    ReserveBook.of(ctx.uow)
-    ctx.uow.part(AvailabilityBatch).changed(skus)
-
-
-class AvailabilityBatch:
-    """The SKUs whose availability a batch changed: one AvailabilityChanged each, at flush.
-
-    The topic is compacted and keyed by SKU (the last event counts), so a hot SKU
-    reserved by forty orders in one batch is published once with its final levels,
-    read in one statement for the whole batch, instead of forty times.
-    """
-
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
-        self._skus: set[str] = set()
-
-    def changed(self, skus: Iterable[str]) -> None:
-        """Mark SKUs whose levels this batch changed."""
-        self._skus.update(skus)
-
-    async def flush(self) -> None:
-        """Read the marked SKUs' levels and emit one event per SKU."""
-        if not self._skus:
-            return
-        levels = await store.stock_levels(self._uow.conn, self._skus)
-        self._skus = set()
-        at = datetime.now(UTC)
-        for sku in availability(levels):
-            event = AvailabilityChanged(
-                sku=sku.sku,
-                available=sku.available,
-                warehouses=tuple(
-                    WarehouseAvailability(
-                        warehouse_id=w.warehouse_id,
-                        on_hand=w.on_hand,
-                        reserved=w.reserved,
-                        safety_stock=w.safety_stock,
-                        available=w.available,
-                    )
-                    for w in sku.warehouses
-                ),
-                at=at,
-            )
-            self._uow.emit(topics.INVENTORY_AVAILABILITY, event, key=sku.sku)
+async def _settle(ctx: MessageContext) -> None:
+    """This handler changes stock or reservations through its own SQL: the books write theirs first."""
+    await ReserveBook.of(ctx.uow).settle()
+    await CommitBook.of(ctx.uow).flush()

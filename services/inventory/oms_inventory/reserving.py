@@ -16,7 +16,8 @@ promised (release, short pick, movements, warehouses, safety stock) call
 :meth:`ReserveBook.settle` first: the book writes what it holds and forgets the
 levels, so later reserves of the batch read them again. Committing reservations
 needs no settling: it lowers ``on_hand`` and ``reserved`` by the same units, so
-availability, the only thing the book plans with, does not change.
+availability, the only thing the book plans with, does not change. The SKUs it
+reserved are marked for availability events when it writes them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from oms_inventory import store
+from oms_inventory.availability import availability_changed
 from oms_inventory.domain import Candidate, Decision, Point, StockLevel
 from oms_inventory.store import RecordedDecision
 from oms_shared.contracts.inventory import ReserveStock
@@ -103,17 +105,13 @@ class ReserveBook:
             raise RetryableError(
                 f"reserved {reserved} of {len(steps)} stock rows, recorded {inserted} of {len(recorded)} decisions"
             )
+        availability_changed(self._uow, {sku for sku, _, _ in steps})
 
 
 async def prepare(uow: UnitOfWork, payloads: Sequence[Any]) -> None:
-    """The runtime's per-batch hook: read and lock what the batch's reserve commands need.
-
-    The book is made first in every batch, so it flushes before the batch's
-    availability events read the levels it changed.
-    """
-    book = ReserveBook.of(uow)
+    """The runtime's per-batch hook: read and lock what the batch's reserve commands need."""
     commands = [p for p in payloads if isinstance(p, ReserveStock)]
     if commands:
-        await book.load(
+        await ReserveBook.of(uow).load(
             ((c.order_id, c.request_id) for c in commands), (line.sku for c in commands for line in c.lines)
         )

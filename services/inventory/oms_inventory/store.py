@@ -177,38 +177,47 @@ WHERE order_id = $1 AND state = 'released' AND closed_by = $2
 ORDER BY warehouse_id, line_no
 """
 
-# Each committed reservation is one 'shipment' movement, so on_hand = sum(movements) holds.
+# A batch's commits in one statement. Each committed reservation is one 'shipment'
+# movement, so on_hand = sum(movements) holds. `claim` makes a repeat of a request a
+# no-op; the union's second half (the statement's snapshot: without this statement's
+# rows) replays what a repeat closed before.
 _COMMIT = """
-WITH claim AS (
-    INSERT INTO requests (order_id, request_id, kind, warehouse_id) VALUES ($1, $2, 'commit', $3)
+WITH c AS (
+    SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(order_id, request_id, warehouse_id)
+), claim AS (
+    INSERT INTO requests (order_id, request_id, kind, warehouse_id)
+    SELECT order_id, request_id, 'commit', warehouse_id FROM c
     ON CONFLICT (order_id, request_id) DO NOTHING
-    RETURNING 1
+    RETURNING order_id, request_id, warehouse_id
 ), r AS (
-    UPDATE reservations SET state = 'committed', closed_by = $2, closed_at = now()
-    WHERE order_id = $1 AND warehouse_id = $3 AND state = 'active' AND EXISTS (SELECT 1 FROM claim)
-    RETURNING request_id, warehouse_id, line_no, sku, quantity
+    UPDATE reservations rs SET state = 'committed', closed_by = claim.request_id, closed_at = now()
+    FROM claim
+    WHERE rs.order_id = claim.order_id AND rs.warehouse_id = claim.warehouse_id AND rs.state = 'active'
+    RETURNING claim.request_id AS closed_by, rs.order_id, rs.request_id, rs.warehouse_id, rs.line_no, rs.sku,
+              rs.quantity
 ), per_row AS (
-    SELECT sku, sum(quantity)::int AS quantity FROM r GROUP BY sku
+    SELECT sku, warehouse_id, sum(quantity)::int AS quantity FROM r GROUP BY sku, warehouse_id
 ), locked AS (
-    SELECT st.sku FROM stock st JOIN per_row p ON p.sku = st.sku
-    WHERE st.warehouse_id = $3
-    ORDER BY st.sku COLLATE "C"
+    SELECT st.sku, st.warehouse_id FROM stock st
+    JOIN per_row p ON p.sku = st.sku AND p.warehouse_id = st.warehouse_id
+    ORDER BY st.sku COLLATE "C", st.warehouse_id COLLATE "C"
     FOR UPDATE OF st
 ), changed AS (
     UPDATE stock st SET on_hand = st.on_hand - p.quantity, reserved = st.reserved - p.quantity
-    FROM per_row p JOIN locked l ON l.sku = p.sku
-    WHERE st.sku = p.sku AND st.warehouse_id = $3
+    FROM per_row p JOIN locked l ON l.sku = p.sku AND l.warehouse_id = p.warehouse_id
+    WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
 ), moved AS (
     INSERT INTO movements (movement_id, sku, warehouse_id, kind, quantity, order_id)
-    SELECT 'commit:' || $1 || ':' || $3 || ':' || r.line_no || ':' || r.request_id,
-           r.sku, $3, 'shipment', -r.quantity, $1
+    SELECT 'commit:' || r.order_id || ':' || r.warehouse_id || ':' || r.line_no || ':' || r.request_id,
+           r.sku, r.warehouse_id, 'shipment', -r.quantity, r.order_id
     FROM r
 )
-SELECT warehouse_id, line_no, sku, quantity, true AS fresh FROM r
+SELECT order_id, closed_by AS request_id, warehouse_id, line_no, sku, quantity, true AS fresh FROM r
 UNION ALL
-SELECT warehouse_id, line_no, sku, quantity, false FROM reservations
-WHERE order_id = $1 AND warehouse_id = $3 AND state = 'committed' AND closed_by = $2
-ORDER BY warehouse_id, line_no
+SELECT rs.order_id, rs.closed_by, rs.warehouse_id, rs.line_no, rs.sku, rs.quantity, false
+FROM reservations rs JOIN c ON rs.order_id = c.order_id AND rs.warehouse_id = c.warehouse_id
+WHERE rs.state = 'committed' AND rs.closed_by = c.request_id
+ORDER BY order_id, request_id, warehouse_id, line_no
 """
 
 
@@ -224,10 +233,20 @@ async def release_reservations(
 
 
 async def commit_reservations(
-    conn: Connection, order_id: str, request_id: str, warehouse_id: str
-) -> tuple[list[Allocation], set[str]]:
-    """Turn the order's active reservations at the warehouse into shipped stock (with movements)."""
-    return _closed(await conn.fetch(_COMMIT, order_id, request_id, warehouse_id))
+    conn: Connection, requests: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], tuple[list[Allocation], set[str]]]:
+    """Commit each (order, request, warehouse)'s active reservations: shipped stock, with movements.
+
+    Per request: the reservations it closed (now, or by an earlier delivery of it) and
+    the SKUs whose levels this call changed.
+    """
+    rows = await conn.fetch(
+        _COMMIT, [o for o, _, _ in requests], [r for _, r, _ in requests], [w for _, _, w in requests]
+    )
+    grouped: dict[tuple[str, str, str], list[Any]] = {}
+    for row in rows:
+        grouped.setdefault((row["order_id"], row["request_id"], row["warehouse_id"]), []).append(row)
+    return {key: _closed(group) for key, group in grouped.items()}
 
 
 # --- short picks ----------------------------------------------------------------------

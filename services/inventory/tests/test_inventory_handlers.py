@@ -703,6 +703,45 @@ class TestReserveBatches:
         assert await world.level(a, ber) == (3, 3, 0)
         await assert_books_balance(world.pool)
 
+    async def test_commits_of_one_batch_are_written_together_and_answered_each(self, world: World) -> None:
+        """Two orders' commits (one delivered twice) in one batch: each answered with its lines, once in stock."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 5)
+        first, second = reserve((a, 2)), reserve((a, 1))
+        for cmd in (first, second):
+            await handle(world.pool, on_reserve_stock, cmd)
+        commits = [CommitStock(order_id=c.order_id, request_id=uid("R"), warehouse_id=ber) for c in (first, second)]
+        items: list[tuple[Any, Any]] = [(on_commit_stock, commits[0]), (on_commit_stock, commits[1])]
+        emitted = await handle_batch(world.pool, [*items, (on_commit_stock, commits[0])], prepare=reserving.prepare)
+        answered = payloads(replies(emitted), StockCommitted)
+        assert [(r.order_id, [x.quantity for x in r.committed]) for r in answered] == [
+            (first.order_id, [2]),
+            (second.order_id, [1]),
+            (first.order_id, [2]),
+        ]
+        assert await world.level(a, ber) == (2, 0, 0)
+        assert availability(emitted)[a].warehouses[0].on_hand == 2
+        again = await handle(world.pool, on_commit_stock, commits[1])  # a later repeat replays
+        assert [x.quantity for x in payloads(replies(again), StockCommitted)[0].committed] == [1]
+        await assert_books_balance(world.pool)
+
+    async def test_a_release_after_a_commit_in_the_batch_sees_it(self, world: World) -> None:
+        """The release finds the committed reservations closed: it releases nothing at that warehouse."""
+        a = world.sku("A")
+        ber = await world.warehouse("BER", BERLIN)
+        await world.receive(a, ber, 5)
+        cmd = reserve((a, 2))
+        await handle(world.pool, on_reserve_stock, cmd)
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ber)
+        release = ReleaseStock(order_id=cmd.order_id, request_id=uid("R"))
+        items: list[tuple[Any, Any]] = [(on_commit_stock, commit), (on_release_stock, release)]
+        emitted = await handle_batch(world.pool, items, prepare=reserving.prepare)
+        assert [m.envelope.type for m in replies(emitted)] == [StockCommitted.ce_type, StockReleased.ce_type]
+        assert payloads(replies(emitted), StockReleased)[0].released == ()
+        assert await world.level(a, ber) == (3, 0, 0)
+        await assert_books_balance(world.pool)
+
     async def test_the_database_still_refuses_what_the_book_got_wrong(self, world: World) -> None:
         """Stock changed behind the book's back: its write reserves nothing and the batch is retried."""
         a = world.sku("A")

@@ -1,0 +1,68 @@
+"""Availability events: one per SKU whose levels a batch changed, with its levels after the batch.
+
+Handlers and the books of the batch mark the SKUs they changed
+(:func:`availability_changed`); the batch part reads their levels in one statement
+when it flushes. Books that write stock at flush mark their SKUs while flushing; the
+unit of work then flushes this part after them (again, if it had flushed already), so
+the levels read always include their writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from oms_inventory import store
+from oms_inventory.stock import availability
+from oms_shared import topics
+from oms_shared.contracts.inventory import AvailabilityChanged, WarehouseAvailability
+from oms_shared.outbox import UnitOfWork
+
+__all__ = ["AvailabilityBatch", "availability_changed"]
+
+
+def availability_changed(uow: UnitOfWork, skus: Iterable[str]) -> None:
+    """These SKUs' levels changed: their availability is published once, at the end of the batch."""
+    uow.part(AvailabilityBatch).changed(skus)
+
+
+class AvailabilityBatch:
+    """The SKUs whose availability a batch changed: one AvailabilityChanged each, at flush.
+
+    The topic is compacted and keyed by SKU (the last event counts), so a hot SKU
+    reserved by forty orders in one batch is published once with its final levels,
+    read in one statement for the whole batch, instead of forty times.
+    """
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self._skus: set[str] = set()
+
+    def changed(self, skus: Iterable[str]) -> None:
+        """Mark SKUs whose levels this batch changed."""
+        self._skus.update(skus)
+
+    async def flush(self) -> None:
+        """Read the marked SKUs' levels and emit one event per SKU."""
+        if not self._skus:
+            return
+        levels = await store.stock_levels(self._uow.conn, self._skus)
+        self._skus = set()
+        at = datetime.now(UTC)
+        for sku in availability(levels):
+            event = AvailabilityChanged(
+                sku=sku.sku,
+                available=sku.available,
+                warehouses=tuple(
+                    WarehouseAvailability(
+                        warehouse_id=w.warehouse_id,
+                        on_hand=w.on_hand,
+                        reserved=w.reserved,
+                        safety_stock=w.safety_stock,
+                        available=w.available,
+                    )
+                    for w in sku.warehouses
+                ),
+                at=at,
+            )
+            self._uow.emit(topics.INVENTORY_AVAILABILITY, event, key=sku.sku)
