@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oms_shared import service
-from oms_shipping import scans
+from oms_shipping import book
 from oms_shipping.handlers import subscriptions
 from oms_shipping.settings import ShippingSettings
 
@@ -19,6 +19,6 @@ def main() -> None:
             settings=settings,
             subscriptions=subscriptions(settings.carriers()),
             migrations=["oms_shipping.migrations"],
-            prepare=scans.prepare,
+            prepare=book.prepare,
         )
     )

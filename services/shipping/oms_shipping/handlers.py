@@ -31,10 +31,10 @@ from oms_shared.contracts.shipping import (
 )
 from oms_shared.runtime import Handler, MessageContext, Subscription
 from oms_shipping import domain, store
+from oms_shipping.book import ShipmentBook
 from oms_shipping.domain import Attempt, CarrierAnswer, Package, PackedItem, Shipment, ShipmentRequest
 from oms_shipping.labels import LABEL_FORMAT, render_label
 from oms_shipping.rates import CARRIERS, Carrier, GeoPoint
-from oms_shipping.scans import ScanBook
 
 __all__ = [
     "CARRIER_EVENT_HANDLERS",
@@ -51,7 +51,7 @@ log = structlog.get_logger(__name__)
 
 async def on_book_shipment(cmd: BookShipment, ctx: MessageContext, *, carriers: Sequence[Carrier] = CARRIERS) -> None:
     """Open the shipment and ask the cheapest eligible carrier; a repeat answers with the current outcome."""
-    await ScanBook.of(ctx.uow).settle(cmd.shipment_id)
+    await ShipmentBook.of(ctx.uow).settle(cmd.shipment_id)
     at = ctx.envelope.time
     shipment = domain.open_shipment(cmd.shipment_id, cmd.order_id, _request(cmd), at, carriers)
     if await store.insert_shipment(ctx.conn, shipment, at):
@@ -70,8 +70,8 @@ async def on_carrier_booking_answered(
     evt: CarrierBookingAnswered, ctx: MessageContext, *, carriers: Sequence[Carrier] = CARRIERS
 ) -> None:
     """Book on acceptance; on refusal ask the next cheapest carrier, or fail when none is left."""
-    await ScanBook.of(ctx.uow).settle(evt.shipment_id)
-    shipment, taken = await store.load_for_answer(ctx.conn, evt.shipment_id, evt.tracking_number)
+    book = ShipmentBook.of(ctx.uow)
+    shipment, taken = await book.for_answer(evt.shipment_id, evt.tracking_number)
     if shipment is None or shipment.attempt is None:
         why = "unknown shipment" if shipment is None else f"no booking in hand ({shipment.status})"
         log.warning("booking_answer_ignored", shipment_id=evt.shipment_id, booking_id=evt.booking_id, why=why)
@@ -83,7 +83,7 @@ async def on_carrier_booking_answered(
         return
     updated = outcome.shipment
     label = render_label(updated) if outcome.kind == "booked" else None
-    await store.save_answer(ctx.conn, outcome, shipment.attempt, answer, ctx.envelope.time, label)
+    await book.answer(outcome, shipment.attempt, answer, ctx.envelope.time, label)
     if outcome.void is not None:
         _void_booking(ctx, updated, outcome.void)
     if outcome.refusal:
@@ -99,7 +99,7 @@ async def on_carrier_booking_answered(
 
 async def on_carrier_scan(evt: CarrierScan, ctx: MessageContext) -> None:
     """Record the scan; dispatch on the first pick-up, report each later status once."""
-    book = ScanBook.of(ctx.uow)
+    book = ShipmentBook.of(ctx.uow)
     book.record(evt)
     shipment = await book.get(evt.shipment_id)
     outcome = domain.apply_scan(shipment, evt.scan, evt.carrier, evt.tracking_number)
@@ -139,7 +139,7 @@ async def on_carrier_scan(evt: CarrierScan, ctx: MessageContext) -> None:
 
 async def on_cancel_shipment(cmd: CancelShipment, ctx: MessageContext) -> None:
     """Cancel before the hand-over (voiding the booking in hand); refuse after it."""
-    await ScanBook.of(ctx.uow).settle(cmd.shipment_id)
+    await ShipmentBook.of(ctx.uow).settle(cmd.shipment_id)
     shipment = await store.load_shipment(ctx.conn, cmd.shipment_id)
     outcome = domain.cancel_shipment(shipment, cmd.shipment_id, cmd.order_id)
     if outcome.kind == "refused":

@@ -1,8 +1,9 @@
 """All SQL of the shipping service: functions on the handler's connection, returning domain objects.
 
-One statement per state change (data-modifying CTEs), so a message costs one or two
-round trips. Loads lock the shipment row (``FOR UPDATE``): decisions are taken on a
-state no concurrent handler can change before the write.
+One statement per state change (data-modifying CTEs); the carrier events of a batch
+are read and written set-based (see :mod:`oms_shipping.book`). Loads lock the shipment
+rows (``FOR UPDATE``): decisions are taken on a state no concurrent handler can change
+before the write.
 """
 
 from __future__ import annotations
@@ -31,15 +32,16 @@ from oms_shipping.labels import LABEL_FORMAT
 from oms_shipping.rates import GeoPoint
 
 __all__ = [
+    "SavedAnswer",
     "SavedScan",
     "insert_shipment",
-    "load_for_answer",
     "load_shipment",
     "load_shipments",
     "record_scans",
-    "save_answer",
+    "save_answers",
     "save_cancel",
     "save_scans",
+    "tracking_number_owners",
     "tracking_view",
 ]
 
@@ -59,11 +61,7 @@ _LOAD_MANY = f"""
 SELECT {_COLUMNS} FROM shipments s WHERE s.shipment_id = ANY($1::text[]) ORDER BY s.shipment_id FOR UPDATE OF s
 """  # noqa: S608
 
-_LOAD_FOR_ANSWER = f"""
-SELECT {_COLUMNS},
-       EXISTS (SELECT 1 FROM shipments o WHERE o.tracking_number = $2 AND o.shipment_id <> $1) AS taken
-  FROM shipments s WHERE s.shipment_id = $1 FOR UPDATE OF s
-"""  # noqa: S608
+_TRACKING_NUMBER_OWNERS = "SELECT tracking_number, shipment_id FROM shipments WHERE tracking_number = ANY($1::text[])"
 
 _RECORD_SCANS = """
 INSERT INTO tracking_events (shipment_id, order_id, carrier, tracking_number, scan, at, detail)
@@ -104,25 +102,38 @@ WITH s AS (
 SELECT count(*) FROM s
 """
 
-_SAVE_ANSWER = """
-WITH answered AS (
-    UPDATE booking_attempts SET status = $2, reason = $3, tracking_number = $4, answered_at = $5
-     WHERE booking_id = $1
+# The answers of a batch (one per shipment): each answered attempt's result, the next
+# attempt (retrying), the label (booked) and the shipment's new state.
+_SAVE_ANSWERS = """
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[],
+                         $13::text[], $14::bigint[], $15::text[], $16::date[], $17::text[])
+        AS u(booking_id, result, reason, answered_number, at, shipment_id,
+             status, failure_reason, tracking_number, next_booking_id, next_attempt, carrier,
+             service_level, cost_minor, currency, promised_ship_date, label)
+), answered AS (
+    UPDATE booking_attempts a
+       SET status = u.result, reason = u.reason, tracking_number = u.answered_number, answered_at = u.at
+      FROM u WHERE a.booking_id = u.booking_id
 ), next_attempt AS (
     INSERT INTO booking_attempts (booking_id, shipment_id, attempt, carrier, service_level, cost_minor,
                                   currency, promised_ship_date, requested_at)
-    SELECT $10, $6, $11, $12, $13, $14, $15, $16, $5 WHERE $10::text IS NOT NULL
+    SELECT u.next_booking_id, u.shipment_id, u.next_attempt, u.carrier, u.service_level, u.cost_minor,
+           u.currency, u.promised_ship_date, u.at
+      FROM u WHERE u.next_booking_id IS NOT NULL
 ), label AS (
     INSERT INTO labels (shipment_id, tracking_number, carrier, format, content)
-    SELECT $6, $9, $12, $17, $18 WHERE $18::text IS NOT NULL
+    SELECT u.shipment_id, u.tracking_number, u.carrier, $18, u.label FROM u WHERE u.label IS NOT NULL
 )
-UPDATE shipments
-   SET status = $7, failure_reason = $8, tracking_number = $9,
-       booked_at = CASE WHEN $7 = 'booked' THEN $5 ELSE booked_at END,
-       attempt = coalesce($11, attempt), booking_id = coalesce($10, booking_id),
-       carrier = $12, service_level = $13, cost_minor = $14, currency = $15, promised_ship_date = $16,
-       updated_at = now()
- WHERE shipment_id = $6
+UPDATE shipments s
+   SET status = u.status, failure_reason = u.failure_reason, tracking_number = u.tracking_number,
+       booked_at = CASE WHEN u.status = 'booked' THEN u.at ELSE s.booked_at END,
+       attempt = coalesce(u.next_attempt, s.attempt), booking_id = coalesce(u.next_booking_id, s.booking_id),
+       carrier = u.carrier, service_level = u.service_level, cost_minor = u.cost_minor, currency = u.currency,
+       promised_ship_date = u.promised_ship_date, updated_at = now()
+  FROM u
+ WHERE s.shipment_id = u.shipment_id
 """
 
 _SAVE_CANCEL = """
@@ -192,12 +203,10 @@ async def load_shipments(conn: Connection, shipment_ids: Sequence[str]) -> dict[
     return {row["shipment_id"]: _shipment(row) for row in await conn.fetch(_LOAD_MANY, list(shipment_ids))}
 
 
-async def load_for_answer(
-    conn: Connection, shipment_id: str, tracking_number: str | None
-) -> tuple[Shipment | None, bool]:
-    """The locked shipment, and whether ``tracking_number`` already belongs to another shipment."""
-    row = await conn.fetchrow(_LOAD_FOR_ANSWER, shipment_id, tracking_number)
-    return (_shipment(row), bool(row["taken"])) if row else (None, False)
+async def tracking_number_owners(conn: Connection, tracking_numbers: Sequence[str]) -> dict[str, str]:
+    """The shipment each of these tracking numbers belongs to (numbers nobody holds are left out)."""
+    rows = await conn.fetch(_TRACKING_NUMBER_OWNERS, list(tracking_numbers))
+    return {row["tracking_number"]: row["shipment_id"] for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,36 +237,50 @@ async def save_scans(conn: Connection, saved: Sequence[SavedScan]) -> None:
         )
 
 
-async def save_answer(
-    conn: Connection, outcome: AnswerOutcome, answered: Attempt, answer: CarrierAnswer, at: datetime, label: str | None
-) -> None:
-    """Store the effect of a carrier's answer: the attempt's result, the next attempt or the label."""
-    shipment = outcome.shipment
-    result = "accepted" if outcome.kind == "booked" else ("cancelled" if outcome.void else "rejected")
-    new = shipment.attempt if outcome.kind == "retrying" else None
-    current = shipment.attempt
-    assert current is not None
-    await conn.execute(
-        _SAVE_ANSWER,
-        answered.booking_id,
-        result,
-        outcome.refusal or None,
-        answer.tracking_number,
-        at,
-        shipment.shipment_id,
-        shipment.status,
-        shipment.failure_reason,
-        shipment.tracking_number,
-        new.booking_id if new else None,
-        new.attempt if new else None,
-        current.carrier,
-        current.service_level,
-        current.cost_minor,
-        current.currency,
-        current.promised_ship_date,
-        LABEL_FORMAT,
-        label,
-    )
+@dataclass(frozen=True, slots=True)
+class SavedAnswer:
+    """A carrier's answer to save: what it did, to which attempt, and the label if it booked."""
+
+    outcome: AnswerOutcome
+    answered: Attempt
+    answer: CarrierAnswer
+    at: datetime
+    label: str | None
+
+
+async def save_answers(conn: Connection, answers: Sequence[SavedAnswer]) -> None:
+    """Store the effect of carriers' answers (one per shipment): results, next attempts, labels."""
+    if not answers:
+        return
+    columns: list[tuple[Any, ...]] = []
+    for a in answers:
+        shipment = a.outcome.shipment
+        result = "accepted" if a.outcome.kind == "booked" else ("cancelled" if a.outcome.void else "rejected")
+        new = shipment.attempt if a.outcome.kind == "retrying" else None
+        current = shipment.attempt
+        assert current is not None
+        columns.append(
+            (
+                a.answered.booking_id,
+                result,
+                a.outcome.refusal or None,
+                a.answer.tracking_number,
+                a.at,
+                shipment.shipment_id,
+                shipment.status,
+                shipment.failure_reason,
+                shipment.tracking_number,
+                new.booking_id if new else None,
+                new.attempt if new else None,
+                current.carrier,
+                current.service_level,
+                current.cost_minor,
+                current.currency,
+                current.promised_ship_date,
+                a.label,
+            )
+        )
+    await conn.execute(_SAVE_ANSWERS, *(list(column) for column in zip(*columns, strict=True)), LABEL_FORMAT)
 
 
 async def save_cancel(conn: Connection, shipment: Shipment, at: datetime, void: Attempt | None) -> None:

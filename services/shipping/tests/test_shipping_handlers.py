@@ -32,7 +32,8 @@ from oms_shared.contracts.shipping import (
 from oms_shared.outbox import OutgoingMessage
 from oms_shared.runtime import Handler
 from oms_shared.testing import envelope_of, handle, handle_batch, payloads
-from oms_shipping import scans, store
+from oms_shipping import store
+from oms_shipping.book import prepare
 from oms_shipping.handlers import (
     on_book_shipment,
     on_cancel_shipment,
@@ -499,7 +500,7 @@ class TestScansInOneBatch:
         hours = [("picked_up", 0), ("picked_up", 0), ("in_transit", 1), ("out_for_delivery", 2), ("delivered", 4)]
         batch = [(on_carrier_scan, scan(done, kind, T0 + timedelta(hours=h))) for kind, h in hours]
         batch.insert(2, (on_carrier_scan, scan(other, "in_transit", T0)))
-        emitted = await handle_batch(pool, batch, prepare=scans.prepare)
+        emitted = await handle_batch(pool, batch, prepare=prepare)
         mine = [m for m in emitted if m.envelope.key == done.order_id.encode()]
         assert [m.envelope.type for m in mine] == [ShipmentDispatched.ce_type] + [ShipmentStatusChanged.ce_type] * 3
         assert [p.status for p in payloads(mine, ShipmentStatusChanged)] == ["in_transit", "out_for_delivery",
@@ -519,7 +520,7 @@ class TestScansInOneBatch:
             (on_cancel_shipment, cancel(done)),
             (on_carrier_scan, scan(done, "in_transit", T0 + timedelta(hours=1))),
         ]
-        emitted = await handle_batch(pool, batch, prepare=scans.prepare)
+        emitted = await handle_batch(pool, batch, prepare=prepare)
         assert [m.envelope.type for m in emitted] == [
             ShipmentDispatched.ce_type, ShipmentCancelRefused.ce_type, ShipmentStatusChanged.ce_type,
         ]  # fmt: skip
@@ -536,7 +537,7 @@ class TestScansInOneBatch:
             (on_carrier_booking_answered, answer(req)),
             (on_carrier_scan, scan(done, "in_transit", T0 + timedelta(hours=1))),
         ]
-        emitted = await handle_batch(pool, batch, prepare=scans.prepare)
+        emitted = await handle_batch(pool, batch, prepare=prepare)
         mine = [m.envelope.type for m in emitted if m.envelope.key == done.order_id.encode()]
         assert mine == [ShipmentDispatched.ce_type, ShipmentStatusChanged.ce_type]
         shipment = await row(pool, done.shipment_id)
@@ -544,13 +545,73 @@ class TestScansInOneBatch:
         assert await count(pool, "tracking_events", done.shipment_id) == 2
         assert (await row(pool, other.shipment_id))["status"] == "booked"
 
+    async def test_an_answer_and_the_first_scans_in_one_batch(self, pool: asyncpg.Pool[Any]) -> None:
+        """A fast carrier: the acceptance and the pick-up of a parcel arrive together; both take effect."""
+        cmd = book()
+        req = await requested(pool, cmd)
+        accepted = answer(req)
+        ticket = ShipmentBooked(
+            order_id=cmd.order_id, request_id=cmd.request_id, shipment_id=cmd.shipment_id, carrier=req.carrier,
+            service_level=req.service_level, tracking_number=accepted.tracking_number or "", label_format="ZPL",
+            cost_minor=req.quoted_cost_minor, currency=req.currency, carriers_tried=(req.carrier,),
+            promised_ship_date=req.promised_ship_date,
+        )  # fmt: skip
+        batch: list[tuple[Handler, Contract]] = [
+            (on_carrier_booking_answered, accepted),
+            (on_carrier_scan, scan(ticket, "picked_up")),
+            (on_carrier_scan, scan(ticket, "in_transit", T0 + timedelta(hours=1))),
+        ]
+        emitted = await handle_batch(pool, batch, prepare=prepare)
+        assert [m.envelope.type for m in emitted] == [
+            ShipmentBooked.ce_type, ShipmentDispatched.ce_type, ShipmentStatusChanged.ce_type,
+        ]  # fmt: skip
+        shipment = await row(pool, cmd.shipment_id)
+        assert (shipment["status"], shipment["tracking_number"], shipment["dispatched_at"]) == (
+            "dispatched", accepted.tracking_number, T0,
+        )  # fmt: skip
+        assert await attempts(pool, cmd.shipment_id) == [(req.booking_id, "budgetpost", "accepted", None)]
+        assert await count(pool, "labels", cmd.shipment_id) == 1
+
+    async def test_a_refusal_and_the_next_answer_in_one_batch(self, pool: asyncpg.Pool[Any]) -> None:
+        """Two answers for one parcel in a batch: the first is written before the second is taken."""
+        cmd = book()
+        first = await requested(pool, cmd)
+        second_id = f"{cmd.shipment_id}:2"
+        retry = CarrierBookingRequested.model_validate(first.model_dump() | {"booking_id": second_id})
+        retry = retry.model_copy(update={"carrier": "parcelco"})
+        batch: list[tuple[Handler, Contract]] = [
+            (on_carrier_booking_answered, answer(first, accepted=False, reason="no capacity")),
+            (on_carrier_booking_answered, answer(retry)),
+        ]
+        emitted = await handle_batch(pool, batch, prepare=prepare)
+        assert [m.envelope.type for m in emitted] == [CarrierBookingRequested.ce_type, ShipmentBooked.ce_type]
+        assert await attempts(pool, cmd.shipment_id) == [
+            (first.booking_id, "budgetpost", "rejected", "no capacity"),
+            (second_id, "parcelco", "accepted", None),
+        ]
+        assert (await row(pool, cmd.shipment_id))["status"] == "booked"
+
+    async def test_a_tracking_number_taken_earlier_in_the_batch_is_refused(self, pool: asyncpg.Pool[Any]) -> None:
+        """Two parcels answered with the same tracking number in one batch: the second cannot book with it."""
+        one, two = book(), book()
+        req_one, req_two = await requested(pool, one), await requested(pool, two)
+        number = f"TRK-{uuid.uuid4().hex[:12]}"
+        batch: list[tuple[Handler, Contract]] = [
+            (on_carrier_booking_answered, answer(req_one, tracking=number)),
+            (on_carrier_booking_answered, answer(req_two, tracking=number)),
+        ]
+        emitted = await handle_batch(pool, batch, prepare=prepare)
+        assert (await row(pool, one.shipment_id))["tracking_number"] == number
+        assert (await row(pool, two.shipment_id))["tracking_number"] != number
+        assert len(payloads(emitted, ShipmentBooked)) == 1
+
     async def test_a_cancel_before_the_pick_up_in_the_same_batch_wins(self, pool: asyncpg.Pool[Any]) -> None:
         done = await booked(pool)
         batch: list[tuple[Handler, Contract]] = [
             (on_cancel_shipment, cancel(done)),
             (on_carrier_scan, scan(done, "picked_up")),
         ]
-        emitted = await handle_batch(pool, batch, prepare=scans.prepare)
+        emitted = await handle_batch(pool, batch, prepare=prepare)
         assert ShipmentDispatched.ce_type not in [m.envelope.type for m in emitted]
         assert (await row(pool, done.shipment_id))["status"] == "cancelled"
 
