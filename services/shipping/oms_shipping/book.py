@@ -3,19 +3,18 @@
 Carrier events are most of shipping's traffic: a booking answer and four or more
 scans per parcel, and with a fast carrier the answer and the first scans of a parcel
 arrive in the same batch. The runtime's ``prepare`` hook loads and locks every
-shipment the batch's answers and scans name (one statement) and the owners of the
-tracking numbers its answers bring (another). Each handler reads and changes the
-shipment in the book; at flush the answers are saved, then the scans inserted and
-the shipments' scan states saved, one statement each, instead of two or three round
-trips per message.
+shipment the batch's bookings, answers and scans name (one statement; a booking's is
+usually not there yet) and the owners of the tracking numbers its answers bring
+(another). Each handler reads and changes the shipment in the book; at flush the new
+shipments are inserted, the answers saved, then the scans inserted and the shipments'
+scan states saved, one statement each, instead of one to three round trips per message.
 
 A shipment has at most one answer waiting to be written, and an answer is never
 written after scans computed before it: an answer for a shipment with writes pending
 makes the book flush first (the book stays valid, the database now agrees with it).
-Handlers of other messages (bookings, cancellations) call :meth:`ShipmentBook.settle`
-with the shipment they are about to read and change through the store: if the book
-holds it, the book writes what it has first and forgets it. A shipment the book does
-not hold costs nothing.
+Cancellations call :meth:`ShipmentBook.settle` with the shipment they are about to
+read and change through the store: if the book holds it, the book writes what it has
+first and forgets it. A shipment the book does not hold costs nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from oms_shared.contracts.shipping import CarrierBookingAnswered, CarrierScan
+from oms_shared.contracts.shipping import BookShipment, CarrierBookingAnswered, CarrierScan
+from oms_shared.errors import RetryableError
 from oms_shared.outbox import UnitOfWork
 from oms_shipping import store
 from oms_shipping.domain import AnswerOutcome, Attempt, CarrierAnswer, Shipment
@@ -40,6 +40,7 @@ class ShipmentBook:
         self._uow = uow
         self._shipments: dict[str, Shipment | None] = {}
         self._owners: dict[str, str | None] = {}
+        self._opened: dict[str, tuple[Shipment, datetime]] = {}
         self._answers: dict[str, SavedAnswer] = {}
         self._scans: list[tuple[str, str, str, str, str, datetime, str]] = []
         self._saved: dict[str, SavedScan] = {}
@@ -64,6 +65,11 @@ class ShipmentBook:
         """The shipment as of the events applied so far in this unit of work; None if unknown."""
         await self.load([shipment_id])
         return self._shipments[shipment_id]
+
+    def open(self, shipment: Shipment, at: datetime) -> None:
+        """A new shipment (its id unknown so far): inserted at flush, before the answers."""
+        self._shipments[shipment.shipment_id] = shipment
+        self._opened[shipment.shipment_id] = (shipment, at)
 
     async def for_answer(self, shipment_id: str, tracking_number: str | None) -> tuple[Shipment | None, bool]:
         """The shipment, and whether ``tracking_number`` already belongs to another shipment."""
@@ -106,18 +112,25 @@ class ShipmentBook:
             del self._shipments[shipment_id]
 
     async def flush(self) -> None:
-        """Save the answers, then insert the scans and save the shipments' scan states: one statement each."""
+        """Insert the new shipments, save the answers, insert the scans and save the shipments' scan states.
+
+        One statement each; a new shipment whose id a concurrent transaction created
+        first makes the whole batch retry (and answer as a repeat).
+        """
+        opened, self._opened = list(self._opened.values()), {}
         answers, self._answers = list(self._answers.values()), {}
         scans, self._scans = self._scans, []
         saved, self._saved = list(self._saved.values()), {}
+        if await store.insert_shipments(self._uow.conn, opened) != len(opened):
+            raise RetryableError("a shipment of this batch was opened concurrently; the retry answers as a repeat")
         await store.save_answers(self._uow.conn, answers)
         await store.record_scans(self._uow.conn, scans)
         await store.save_scans(self._uow.conn, saved)
 
 
 async def prepare(uow: UnitOfWork, payloads: Sequence[Any]) -> None:
-    """The runtime's per-batch hook: load and lock what the batch's answers and scans name."""
-    events = [p for p in payloads if isinstance(p, (CarrierScan, CarrierBookingAnswered))]
+    """The runtime's per-batch hook: load and lock what the batch's bookings, answers and scans name."""
+    events = [p for p in payloads if isinstance(p, (BookShipment, CarrierScan, CarrierBookingAnswered))]
     await ShipmentBook.of(uow).load(
         (p.shipment_id for p in events),
         (p.tracking_number for p in events if isinstance(p, CarrierBookingAnswered) and p.tracking_number),

@@ -51,17 +51,16 @@ log = structlog.get_logger(__name__)
 
 async def on_book_shipment(cmd: BookShipment, ctx: MessageContext, *, carriers: Sequence[Carrier] = CARRIERS) -> None:
     """Open the shipment and ask the cheapest eligible carrier; a repeat answers with the current outcome."""
-    await ShipmentBook.of(ctx.uow).settle(cmd.shipment_id)
-    at = ctx.envelope.time
-    shipment = domain.open_shipment(cmd.shipment_id, cmd.order_id, _request(cmd), at, carriers)
-    if await store.insert_shipment(ctx.conn, shipment, at):
+    book = ShipmentBook.of(ctx.uow)
+    existing = await book.get(cmd.shipment_id)
+    if existing is None:
+        shipment = domain.open_shipment(cmd.shipment_id, cmd.order_id, _request(cmd), ctx.envelope.time, carriers)
+        book.open(shipment, ctx.envelope.time)
         if shipment.attempt is not None:
             _request_booking(ctx, shipment, shipment.attempt)
         else:
             _reply_failed(ctx, shipment, cmd.request_id)
         return
-    existing = await store.load_shipment(ctx.conn, cmd.shipment_id)
-    assert existing is not None  # the insert conflicted on it, in this transaction
     log.info("booking_repeated", shipment_id=cmd.shipment_id, status=existing.status)
     _reply_outcome(ctx, existing, cmd.request_id)
 

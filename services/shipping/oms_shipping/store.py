@@ -34,7 +34,7 @@ from oms_shipping.rates import GeoPoint
 __all__ = [
     "SavedAnswer",
     "SavedScan",
-    "insert_shipment",
+    "insert_shipments",
     "load_shipment",
     "load_shipments",
     "record_scans",
@@ -81,23 +81,42 @@ UPDATE shipments
  WHERE shipments.shipment_id = u.shipment_id
 """
 
-_INSERT_SHIPMENT = """
-WITH s AS (
+# New shipments of a batch with their parcels and first attempts; an id already known
+# (a repeat, a tombstone) is left out of `s` by ON CONFLICT and nothing of it is inserted.
+_INSERT_SHIPMENTS = """
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],
+                         $13::int[], $14::text[], $15::text[], $16::text[], $17::bigint[], $18::text[],
+                         $19::date[], $20::text[], $21::text[], $22::timestamptz[])
+        AS u(shipment_id, order_id, status, request_id, warehouse_id, method,
+             origin_lat, origin_lon, dest_lat, dest_lon, distance_km, zone,
+             attempt, booking_id, carrier, service_level, cost_minor, currency,
+             promised_ship_date, failure_reason, packages, requested_at)
+), s AS (
     INSERT INTO shipments (shipment_id, order_id, status, request_id, warehouse_id, method,
                            origin_lat, origin_lon, dest_lat, dest_lon, distance_km, zone,
                            attempt, booking_id, carrier, service_level, cost_minor, currency,
                            promised_ship_date, failure_reason)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+    SELECT shipment_id, order_id, status, request_id, warehouse_id, method,
+           origin_lat, origin_lon, dest_lat, dest_lon, distance_km, zone,
+           attempt, booking_id, carrier, service_level, cost_minor, currency,
+           promised_ship_date, failure_reason
+      FROM u
     ON CONFLICT (shipment_id) DO NOTHING
     RETURNING shipment_id
 ), packages AS (
     INSERT INTO shipment_packages (shipment_id, package_id, seq, weight_grams, items)
-    SELECT s.shipment_id, e.p ->> 'id', e.seq, (e.p ->> 'g')::integer, e.p -> 'items'
-      FROM s, jsonb_array_elements($21::jsonb) WITH ORDINALITY AS e(p, seq)
+    SELECT u.shipment_id, e.p ->> 'id', e.seq, (e.p ->> 'g')::integer, e.p -> 'items'
+      FROM u JOIN s USING (shipment_id)
+      CROSS JOIN LATERAL jsonb_array_elements(u.packages::jsonb) WITH ORDINALITY AS e(p, seq)
 ), attempt AS (
     INSERT INTO booking_attempts (booking_id, shipment_id, attempt, carrier, service_level, cost_minor,
                                   currency, promised_ship_date, requested_at)
-    SELECT $14, s.shipment_id, $13, $15, $16, $17, $18, $19, $22 FROM s WHERE $14::text IS NOT NULL
+    SELECT u.booking_id, u.shipment_id, u.attempt, u.carrier, u.service_level, u.cost_minor,
+           u.currency, u.promised_ship_date, u.requested_at
+      FROM u JOIN s USING (shipment_id)
+     WHERE u.booking_id IS NOT NULL
 )
 SELECT count(*) FROM s
 """
@@ -158,38 +177,44 @@ SELECT s.shipment_id, s.warehouse_id, s.status, s.carrier, s.service_level, s.tr
 """
 
 
-async def insert_shipment(conn: Connection, shipment: Shipment, at: datetime) -> bool:
-    """Create a new shipment with its parcels and first attempt; False if the shipment id exists."""
-    request, attempt = shipment.request, shipment.attempt
-    assert request is not None
-    packages = [
-        {
-            "id": p.package_id,
-            "g": p.weight_grams,
-            "items": [{"line_no": i.line_no, "sku": i.sku, "quantity": i.quantity} for i in p.items],
-        }
-        for p in request.packages
-    ]
-    created: int = await conn.fetchval(
-        _INSERT_SHIPMENT,
-        shipment.shipment_id,
-        shipment.order_id,
-        shipment.status,
-        request.request_id,
-        request.warehouse_id,
-        request.method,
-        request.origin.lat,
-        request.origin.lon,
-        request.destination.lat,
-        request.destination.lon,
-        request.distance_km,
-        request.zone,
-        *_attempt_columns(attempt),
-        shipment.failure_reason,
-        packages,
-        at,
-    )
-    return created == 1
+async def insert_shipments(conn: Connection, opened: Sequence[tuple[Shipment, datetime]]) -> int:
+    """Create new shipments (opened at the times given) with parcels and first attempts; how many went in."""
+    if not opened:
+        return 0
+    rows: list[tuple[Any, ...]] = []
+    for shipment, at in opened:
+        request = shipment.request
+        assert request is not None
+        packages = [
+            {
+                "id": p.package_id,
+                "g": p.weight_grams,
+                "items": [{"line_no": i.line_no, "sku": i.sku, "quantity": i.quantity} for i in p.items],
+            }
+            for p in request.packages
+        ]
+        rows.append(
+            (
+                shipment.shipment_id,
+                shipment.order_id,
+                shipment.status,
+                request.request_id,
+                request.warehouse_id,
+                request.method,
+                request.origin.lat,
+                request.origin.lon,
+                request.destination.lat,
+                request.destination.lon,
+                request.distance_km,
+                request.zone,
+                *_attempt_columns(shipment.attempt),
+                shipment.failure_reason,
+                orjson.dumps(packages).decode(),
+                at,
+            )
+        )
+    created: int = await conn.fetchval(_INSERT_SHIPMENTS, *(list(column) for column in zip(*rows, strict=True)))
+    return created
 
 
 async def load_shipment(conn: Connection, shipment_id: str) -> Shipment | None:

@@ -29,11 +29,12 @@ from oms_shared.contracts.shipping import (
     ShipmentDispatched,
     ShipmentStatusChanged,
 )
-from oms_shared.outbox import OutgoingMessage
-from oms_shared.runtime import Handler
+from oms_shared.errors import RetryableError
+from oms_shared.outbox import OutgoingMessage, UnitOfWork
+from oms_shared.runtime import Handler, MessageContext
 from oms_shared.testing import envelope_of, handle, handle_batch, payloads
 from oms_shipping import store
-from oms_shipping.book import prepare
+from oms_shipping.book import ShipmentBook, prepare
 from oms_shipping.handlers import (
     on_book_shipment,
     on_cancel_shipment,
@@ -604,6 +605,32 @@ class TestScansInOneBatch:
         assert (await row(pool, one.shipment_id))["tracking_number"] == number
         assert (await row(pool, two.shipment_id))["tracking_number"] != number
         assert len(payloads(emitted, ShipmentBooked)) == 1
+
+    async def test_a_booking_twice_in_one_batch_opens_one_shipment(self, pool: asyncpg.Pool[Any]) -> None:
+        """The repeat is answered from the book: the pending request is sent again, nothing inserted twice."""
+        cmd = book()
+        emitted = await handle_batch(pool, [(on_book_shipment, cmd), (on_book_shipment, cmd)], prepare=prepare)
+        first, again = payloads(emitted, CarrierBookingRequested)
+        assert first == again
+        assert await count(pool, "shipments", cmd.shipment_id) == 1
+        assert len(await attempts(pool, cmd.shipment_id)) == 1
+
+    async def test_a_shipment_opened_concurrently_retries_the_batch(self, pool: asyncpg.Pool[Any]) -> None:
+        """Another transaction opened the id after the book looked: the insert falls short and the batch retries."""
+        cmd = book()
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                uow = UnitOfWork(conn, "oms/tests")
+                shipments = ShipmentBook.of(uow)
+                await on_book_shipment(cmd, MessageContext(envelope_of(cmd), uow))
+                await run(pool, on_book_shipment, cmd)  # commits first, on another connection
+                with pytest.raises(RetryableError, match="opened concurrently"):
+                    await shipments.flush()
+            finally:
+                await tx.rollback()
+        assert await count(pool, "shipments", cmd.shipment_id) == 1
 
     async def test_a_cancel_before_the_pick_up_in_the_same_batch_wins(self, pool: asyncpg.Pool[Any]) -> None:
         done = await booked(pool)
