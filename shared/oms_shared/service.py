@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -89,11 +90,30 @@ class ServiceSpec:
     prepare: Prepare | None = None
 
 
+#: Allocations between two young-generation collections (CPython's default: 700).
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect garbage cycles less often: a service allocates thousands of objects per batch.
+
+    CPython starts a young-generation collection every 700 allocations and an old one
+    every 100 of those; each batch (envelopes, pydantic models, SQL rows) then pays for
+    many collections that find no cycles, and the old-generation ones walk every live
+    object (pools, caches, the loaded code). The modules loaded at start-up are frozen
+    out of the collector's sight, and the young generation is collected every 50,000
+    allocations. Memory stays bounded: reference counting frees almost everything at once.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+
+
 def run(spec: ServiceSpec) -> None:
     """Entry point: run the service on uvloop until SIGTERM or SIGINT; exit 1 if a part crashed."""
     import uvloop
 
     configure_logging(spec.name, spec.settings.log_level, spec.settings.log_format)
+    tune_gc()
     if not uvloop.run(serve(spec)):
         raise SystemExit(1)
 
