@@ -525,7 +525,7 @@ def checkpoint(args: argparse.Namespace, results: dict[str, Any]) -> None:
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[25, 50, 100, 125, 150, 200, 300]
+        "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[25, 50, 100, 125, 150, 175, 200, 250, 300]
     )
     parser.add_argument("--step-s", type=float, default=60.0)
     parser.add_argument("--grace-s", type=float, default=30.0)
