@@ -7,7 +7,8 @@ and look at what it wrote and emitted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -17,7 +18,7 @@ from oms_shared.envelope import Envelope, new_message_id
 from oms_shared.outbox import OutgoingMessage, UnitOfWork
 from oms_shared.runtime import Handler, MessageContext, Prepare
 
-__all__ = ["envelope_of", "handle", "handle_batch", "payloads"]
+__all__ = ["envelope_of", "handle", "handle_batch", "payloads", "rolled_back"]
 
 
 def envelope_of(payload: Contract, *, correlation_id: str | None = None, message_id: str | None = None) -> Envelope:
@@ -64,3 +65,15 @@ async def _run(
 def payloads(messages: list[OutgoingMessage], model: type[Contract]) -> list[Any]:
     """The emitted messages of type ``model``, decoded."""
     return [model.model_validate_json(m.envelope.data) for m in messages if m.envelope.type == model.ce_type]
+
+
+@asynccontextmanager
+async def rolled_back(pool: asyncpg.Pool[Any]) -> AsyncIterator[UnitOfWork]:
+    """A unit of work in a transaction that is rolled back at the end, whatever happens in it."""
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            yield UnitOfWork(conn, "oms/tests")
+        finally:
+            await tx.rollback()

@@ -38,9 +38,9 @@ from oms_shared.contracts.fulfillment import (
     PickListIssued,
 )
 from oms_shared.errors import RetryableError
-from oms_shared.outbox import OutgoingMessage, UnitOfWork
+from oms_shared.outbox import OutgoingMessage
 from oms_shared.runtime import Handler, MessageContext
-from oms_shared.testing import envelope_of, handle, handle_batch, payloads
+from oms_shared.testing import envelope_of, handle, handle_batch, payloads, rolled_back
 
 CATALOGUE = {
     "BOOK": Item("B-02-1", 400),
@@ -439,22 +439,16 @@ class TestBatches:
     async def test_a_pack_the_database_no_longer_allows_retries_the_batch(self, pool: asyncpg.Pool[Any]) -> None:
         cmd = create(("BOOK", 2))
         pick_list_id = await started(pool, cmd)
-        async with pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                uow = UnitOfWork(conn, "oms/tests")
-                book = FulfillmentBook.of(uow)
-                await book.load((), [cmd.fulfillment_id])
-                await conn.execute(  # as a concurrent cancel would, after the book read it
-                    "UPDATE fulfillment_orders SET status = 'cancelled' WHERE fulfillment_id = $1", cmd.fulfillment_id
-                )
-                confirmed = confirmation(cmd, pick_list_id, 2)
-                await on_pick_confirmed(confirmed, MessageContext(envelope_of(confirmed), uow))
-                with pytest.raises(RetryableError, match="changed while packing"):
-                    await book.flush()
-            finally:
-                await tx.rollback()
+        async with rolled_back(pool) as uow:
+            book = FulfillmentBook.of(uow)
+            await book.load((), [cmd.fulfillment_id])
+            await uow.conn.execute(  # as a concurrent cancel would, after the book read it
+                "UPDATE fulfillment_orders SET status = 'cancelled' WHERE fulfillment_id = $1", cmd.fulfillment_id
+            )
+            confirmed = confirmation(cmd, pick_list_id, 2)
+            await on_pick_confirmed(confirmed, MessageContext(envelope_of(confirmed), uow))
+            with pytest.raises(RetryableError, match="changed while packing"):
+                await book.flush()
         assert await status_of(pool, cmd.fulfillment_id) == "picking"
         assert await count(pool, "packages", cmd.fulfillment_id) == 0
 

@@ -43,8 +43,8 @@ from oms_shared.contracts.inventory import (
 )
 from oms_shared.db import create_pool
 from oms_shared.errors import RetryableError
-from oms_shared.outbox import OutgoingMessage, UnitOfWork
-from oms_shared.testing import handle, handle_batch, payloads
+from oms_shared.outbox import OutgoingMessage
+from oms_shared.testing import handle, handle_batch, payloads, rolled_back
 
 BERLIN = Coordinates(lat=52.52, lon=13.405)
 HAMBURG = Coordinates(lat=53.55, lon=9.99)
@@ -107,6 +107,12 @@ class World:
             movement_id=uid("mv"), sku=sku, warehouse_id=warehouse_id, kind="receipt", quantity=quantity
         )
         return await handle(self.pool, on_stock_movement_recorded, movement)
+
+    async def stocked(self, units: int) -> tuple[str, str]:
+        """A new SKU with ``units`` on hand at the Berlin warehouse: (sku, warehouse id)."""
+        sku, warehouse_id = self.sku("A"), await self.warehouse("BER", BERLIN)
+        await self.receive(sku, warehouse_id, units)
+        return sku, warehouse_id
 
     async def level(self, sku: str, warehouse_id: str) -> tuple[int, int, int]:
         row = await self.pool.fetchrow(
@@ -624,9 +630,7 @@ class TestReserveBatches:
 
     async def test_orders_of_one_batch_share_the_units(self, world: World) -> None:
         """Five orders for 3 units of one row in one batch: three reserved, two refused, books balance."""
-        a = world.sku("HOT")
-        ber = await world.warehouse("BER", BERLIN)
-        await world.receive(a, ber, 3)
+        a, ber = await world.stocked(3)
         commands = [reserve((a, 1)) for _ in range(5)]
         emitted = await handle_batch(world.pool, [(on_reserve_stock, c) for c in commands], prepare=reserving.prepare)
         reserved = payloads(replies(emitted), StockReserved)
@@ -650,9 +654,7 @@ class TestReserveBatches:
 
     async def test_a_refusal_stays_final_after_a_release_in_the_batch(self, world: World) -> None:
         """Refused, then units released in the same batch: the repeat still gets the recorded refusal."""
-        a = world.sku("A")
-        ber = await world.warehouse("BER", BERLIN)
-        await world.receive(a, ber, 2)
+        a, ber = await world.stocked(2)
         first = reserve((a, 2))
         await handle(world.pool, on_reserve_stock, first)
         later = reserve((a, 2))
@@ -667,9 +669,7 @@ class TestReserveBatches:
 
     async def test_release_then_new_order_in_one_batch(self, world: World) -> None:
         """Units released earlier in the batch are reserved by a later order of the same batch."""
-        a = world.sku("A")
-        ber = await world.warehouse("BER", BERLIN)
-        await world.receive(a, ber, 2)
+        a, ber = await world.stocked(2)
         first = reserve((a, 2))
         await handle(world.pool, on_reserve_stock, first)
         release = ReleaseStock(order_id=first.order_id, request_id=uid("R"))
@@ -685,9 +685,7 @@ class TestReserveBatches:
 
     async def test_commit_in_the_batch_keeps_the_plan_valid(self, world: World) -> None:
         """A commit between reserves of the same row needs no re-read: availability is unchanged."""
-        a = world.sku("A")
-        ber = await world.warehouse("BER", BERLIN)
-        await world.receive(a, ber, 4)
+        a, ber = await world.stocked(4)
         first = reserve((a, 1))
         await handle(world.pool, on_reserve_stock, first)
         commit = CommitStock(order_id=first.order_id, request_id=uid("R"), warehouse_id=ber)
@@ -705,9 +703,7 @@ class TestReserveBatches:
 
     async def test_commits_of_one_batch_are_written_together_and_answered_each(self, world: World) -> None:
         """Two orders' commits (one delivered twice) in one batch: each answered with its lines, once in stock."""
-        a = world.sku("A")
-        ber = await world.warehouse("BER", BERLIN)
-        await world.receive(a, ber, 5)
+        a, ber = await world.stocked(5)
         first, second = reserve((a, 2)), reserve((a, 1))
         for cmd in (first, second):
             await handle(world.pool, on_reserve_stock, cmd)
@@ -728,9 +724,7 @@ class TestReserveBatches:
 
     async def test_a_release_after_a_commit_in_the_batch_sees_it(self, world: World) -> None:
         """The release finds the committed reservations closed: it releases nothing at that warehouse."""
-        a = world.sku("A")
-        ber = await world.warehouse("BER", BERLIN)
-        await world.receive(a, ber, 5)
+        a, ber = await world.stocked(5)
         cmd = reserve((a, 2))
         await handle(world.pool, on_reserve_stock, cmd)
         commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ber)
@@ -744,24 +738,16 @@ class TestReserveBatches:
 
     async def test_the_database_still_refuses_what_the_book_got_wrong(self, world: World) -> None:
         """Stock changed behind the book's back: its write reserves nothing and the batch is retried."""
-        a = world.sku("A")
-        ber = await world.warehouse("BER", BERLIN)
-        await world.receive(a, ber, 2)
-        async with world.pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                uow = UnitOfWork(conn, "oms/tests")
-                book = ReserveBook.of(uow)
-                cmd = reserve((a, 2))
-                await book.load([(cmd.order_id, cmd.request_id)], [a])
-                await conn.execute("UPDATE stock SET reserved = 1 WHERE sku = $1 AND warehouse_id = $2", a, ber)
-                plan = plan_sourcing([Line(1, a, 2)], Point(0, 0), book.stock([a]), max_split=3, allow_partial=False)
-                book.record(cmd, Decision.of("d-" + uid("x"), plan), Point(0, 0), plan.candidates)
-                with pytest.raises(RetryableError, match="reserved 0 of 1 stock rows"):
-                    await book.flush()
-            finally:
-                await tx.rollback()
+        a, ber = await world.stocked(2)
+        async with rolled_back(world.pool) as uow:
+            book = ReserveBook.of(uow)
+            cmd = reserve((a, 2))
+            await book.load([(cmd.order_id, cmd.request_id)], [a])
+            await uow.conn.execute("UPDATE stock SET reserved = 1 WHERE sku = $1 AND warehouse_id = $2", a, ber)
+            plan = plan_sourcing([Line(1, a, 2)], Point(0, 0), book.stock([a]), max_split=3, allow_partial=False)
+            book.record(cmd, Decision.of("d-" + uid("x"), plan), Point(0, 0), plan.candidates)
+            with pytest.raises(RetryableError, match="reserved 0 of 1 stock rows"):
+                await book.flush()
         assert await world.level(a, ber) == (2, 0, 0)
 
 

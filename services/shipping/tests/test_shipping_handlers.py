@@ -30,9 +30,9 @@ from oms_shared.contracts.shipping import (
     ShipmentStatusChanged,
 )
 from oms_shared.errors import RetryableError
-from oms_shared.outbox import OutgoingMessage, UnitOfWork
+from oms_shared.outbox import OutgoingMessage
 from oms_shared.runtime import Handler, MessageContext
-from oms_shared.testing import envelope_of, handle, handle_batch, payloads
+from oms_shared.testing import envelope_of, handle, handle_batch, payloads, rolled_back
 from oms_shipping import store
 from oms_shipping.book import ShipmentBook, prepare
 from oms_shipping.handlers import (
@@ -618,18 +618,11 @@ class TestScansInOneBatch:
     async def test_a_shipment_opened_concurrently_retries_the_batch(self, pool: asyncpg.Pool[Any]) -> None:
         """Another transaction opened the id after the book looked: the insert falls short and the batch retries."""
         cmd = book()
-        async with pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                uow = UnitOfWork(conn, "oms/tests")
-                shipments = ShipmentBook.of(uow)
-                await on_book_shipment(cmd, MessageContext(envelope_of(cmd), uow))
-                await run(pool, on_book_shipment, cmd)  # commits first, on another connection
-                with pytest.raises(RetryableError, match="opened concurrently"):
-                    await shipments.flush()
-            finally:
-                await tx.rollback()
+        async with rolled_back(pool) as uow:
+            await on_book_shipment(cmd, MessageContext(envelope_of(cmd), uow))
+            await run(pool, on_book_shipment, cmd)  # commits first, on another connection
+            with pytest.raises(RetryableError, match="opened concurrently"):
+                await ShipmentBook.of(uow).flush()
         assert await count(pool, "shipments", cmd.shipment_id) == 1
 
     async def test_a_cancel_before_the_pick_up_in_the_same_batch_wins(self, pool: asyncpg.Pool[Any]) -> None:
