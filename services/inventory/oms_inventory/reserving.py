@@ -11,6 +11,11 @@ per stock row), the decisions and their reservations go in with one statement, w
 still reserves only ``WHERE on_hand - reserved - safety_stock >= units``: if the
 database disagrees with the book, the whole batch rolls back and is retried.
 
+Each statement takes its row locks in the one fixed order, but a batch takes locks in
+several statements (the prepare read, a later read after a release, the release
+itself), so two instances' batches can still wait on each other; PostgreSQL detects
+that within a second and the runtime retries the batch (a deadlock is transient).
+
 Handlers that change stock through their own SQL in a way that changes what can be
 promised (release, short pick, movements, warehouses, safety stock) call
 :meth:`ReserveBook.settle` first: the book writes what it holds and forgets the
