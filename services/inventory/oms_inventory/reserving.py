@@ -28,13 +28,12 @@ reserved are marked for availability events when it writes them.
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from oms_inventory import store
 from oms_inventory.availability import availability_changed
-from oms_inventory.domain import Candidate, Decision, Point, StockLevel
+from oms_inventory.domain import Candidate, Decision, Point, StockLevel, reservation_steps
 from oms_inventory.store import RecordedDecision
 from oms_shared.contracts.inventory import ReserveStock
 from oms_shared.errors import RetryableError
@@ -55,7 +54,6 @@ class ReserveBook:
         self._stock: dict[str, dict[str, StockLevel]] = {}
         self._decisions: dict[RequestKey, Decision | None] = {}
         self._recorded: list[RecordedDecision] = []
-        self._units: dict[tuple[str, str], int] = defaultdict(int)
 
     @staticmethod
     def of(uow: UnitOfWork) -> ReserveBook:
@@ -87,7 +85,6 @@ class ReserveBook:
         for a in decision.allocations:
             level = self._stock[a.sku][a.warehouse_id]
             self._stock[a.sku][a.warehouse_id] = dataclasses.replace(level, reserved=level.reserved + a.quantity)
-            self._units[(a.sku, a.warehouse_id)] += a.quantity
         self._decisions[(cmd.order_id, cmd.request_id)] = decision
         self._recorded.append(RecordedDecision(cmd.order_id, cmd.request_id, decision, ship_to, tuple(candidates)))
 
@@ -101,8 +98,7 @@ class ReserveBook:
         if not self._recorded:
             return
         recorded, self._recorded = self._recorded, []
-        units, self._units = sorted(self._units.items()), defaultdict(int)
-        steps = [(sku, warehouse_id, quantity) for (sku, warehouse_id), quantity in units]
+        steps = reservation_steps(a for r in recorded for a in r.decision.allocations)
         reserved, inserted = await store.record_reservations(self._uow.conn, steps, recorded)
         if reserved != len(steps) or inserted != len(recorded):
             # A duplicate request recorded by a concurrent consumer (a rebalance), or stock
