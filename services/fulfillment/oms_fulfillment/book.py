@@ -79,9 +79,14 @@ class FulfillmentBook:
         self._packed[packed.fulfillment_id] = (packed, tuple(packages))
 
     async def settle(self, fulfillment_id: str) -> None:
-        """Another handler is about to read and change this fulfillment: write first, then forget it."""
-        await self.flush()
-        self._fulfillments.pop(fulfillment_id, None)
+        """Another handler is about to read and change this fulfillment: write first, then forget it.
+
+        A fulfillment the book does not hold has nothing pending (every write due is of a
+        fulfillment the book holds), so it costs nothing, as in the shipping book.
+        """
+        if fulfillment_id in self._fulfillments:
+            await self.flush()
+            del self._fulfillments[fulfillment_id]
 
     async def flush(self) -> None:
         """Insert the new fulfillments, then save the packed ones: one statement each."""
