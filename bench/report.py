@@ -162,6 +162,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         lag = ", ".join(f"{g} {n}" for g, n in sorted(beyond["backlog_by_group_at_end"].items(), key=lambda kv: -kv[1]))
         lines += ["## Who falls behind", "",
                   f"Backlog per consumer group at the end of the {beyond['offered_rate']:g}/s step: {lag}.", ""]  # fmt: skip
+    lines += _path_table(steps)
     top = next((s for s in steps if s["offered_rate"] == best), None)
     if top and top.get("messages_per_order_by_topic"):
         per_topic = ", ".join(f"{t} {n}" for t, n in top["messages_per_order_by_topic"].items())
@@ -173,6 +174,24 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         sc = result["scaling"]
         lines += ["## Scaling", "", sc.get("summary", json.dumps(sc)), ""]
     return "\n".join(lines)
+
+
+def _path_table(steps: list[dict[str, Any]]) -> list[str]:
+    """Where intake->reserved time goes, segment by segment (bench/hops.py), for each step."""
+    measured = [s for s in steps if s.get("path_ms")]
+    if not measured:
+        return []
+    segments = list(measured[0]["path_ms"])
+    lines = ["## Where intake->reserved time goes", "",
+             "Each segment from the topics alone (`bench/hops.py`, last 20 s of each step): a service's "
+             "*consume* share runs from the cause's send to the handler's emit (Kafka, the consumer's "
+             "queue, the batch before the handler); *outbox -> Kafka* from the emit to the relay's send "
+             "(the rest of the batch, its commit, the relay). p50 / p99 ms.", "",
+             "| offered/s | " + " | ".join(segments) + " |", "|---|" + "---|" * len(segments)]  # fmt: skip
+    for s in measured:
+        cells = [f"{s['path_ms'][seg]['p50']:g} / {s['path_ms'][seg]['p99']:g}" for seg in segments]
+        lines.append(f"| {s['offered_rate']:g} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def write_report(path: Path) -> Path:

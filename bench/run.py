@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import hops  # noqa: E402
 from catalogue import WAREHOUSES, Catalogue  # noqa: E402
 from measure import (  # noqa: E402
     BacklogProbe,
@@ -58,6 +60,8 @@ ZERO_DELAYS = {
     "CARRIER_SIM_SCAN_INTERVAL_S": "0",
 }  # fmt: skip
 P99_LIMIT_MS = 1000.0
+#: The latency path is decomposed over the last seconds of each step (bench/hops.py).
+PATH_WINDOW_S = 20.0
 
 
 def bootstrap() -> str:
@@ -101,6 +105,7 @@ async def fresh_services(extra_env: dict[str, str]) -> None:
 
     services = launcher()
     services.stop(list(services.PROCESSES))
+    await skip_backlogs()
     st = stack()
     for name in (*SERVICES, "simulators"):
         conn = await asyncpg.connect(st.service_url(name))
@@ -113,42 +118,103 @@ async def fresh_services(extra_env: dict[str, str]) -> None:
         raise SystemExit("services did not become healthy")
 
 
+async def skip_backlogs() -> None:
+    """Move every group's committed offsets to the topics' ends: wiped databases start from now.
+
+    Otherwise whatever an earlier, interrupted run left unconsumed would be replayed into
+    the fresh databases and measured as this run's load.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    await admin.start()
+    try:
+        for group in GROUPS:
+            committed = list(await admin.list_consumer_group_offsets(group))
+            if not committed:
+                continue
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=group, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                consumer.assign(committed)
+                ends = await consumer.end_offsets(committed)
+                await consumer.commit(ends)
+            finally:
+                await consumer.stop()
+    finally:
+        await admin.close()
+
+
 async def seed(catalogue: Catalogue) -> None:
-    """Register the warehouses and give every SKU plenty of stock everywhere (skipped if already there)."""
+    """Register the warehouses and give every SKU plenty of stock everywhere (skipped if already there).
+
+    Stock is seeded the way a warehouse system would, through the movements topic. The
+    receipts wait until inventory has registered the warehouses (a receipt for an unknown
+    warehouse is rejected), and any pair still missing afterwards is sent again.
+    """
     import asyncpg
 
     from oms_inventory.settings import InventorySettings
 
     conn = await asyncpg.connect(InventorySettings().database_url)
+    producer = create_producer(bootstrap(), client_id="oms-bench-seed")
+    await producer.start()
     try:
-        have = await conn.fetchval("SELECT count(*) FROM stock WHERE sku LIKE 'BSKU-%'")
-        if have >= catalogue.skus * len(WAREHOUSES):
+        wanted = {(catalogue.sku(rank), wid) for rank in range(1, catalogue.skus + 1) for wid, _, _ in WAREHOUSES}
+        missing = wanted - await _stocked(conn)
+        if not missing:
             return
-        producer = create_producer(bootstrap(), client_id="oms-bench-seed")
-        await producer.start()
-        try:
-            for wid, lat, lon in WAREHOUSES:
-                await _send(producer, topics.INVENTORY_MOVEMENTS.name, WarehouseUpserted(
-                    warehouse_id=wid, name=wid, location=Coordinates(lat=lat, lon=lon)), wid)  # fmt: skip
-            await asyncio.sleep(1)
-            for rank in range(1, catalogue.skus + 1):
-                sku = catalogue.sku(rank)
-                for wid, _, _ in WAREHOUSES:
-                    await _send(producer, topics.INVENTORY_MOVEMENTS.name, StockMovementRecorded(
-                        movement_id=f"bench-seed-{sku}-{wid}", sku=sku, warehouse_id=wid, kind="receipt",
-                        quantity=1_000_000), sku, wait=False)  # fmt: skip
+        for wid, lat, lon in WAREHOUSES:
+            await _send(producer, topics.INVENTORY_MOVEMENTS.name, WarehouseUpserted(
+                warehouse_id=wid, name=wid, location=Coordinates(lat=lat, lon=lon)), wid)  # fmt: skip
+        ids = [wid for wid, _, _ in WAREHOUSES]
+        if not await _until(lambda: conn.fetchval(_HAVE_WAREHOUSES, ids, len(ids)), timeout_s=120):
+            raise SystemExit("seeding: inventory did not register the warehouses")
+        for _ in range(3):
+            for sku, wid in sorted(missing):
+                await _send(producer, topics.INVENTORY_MOVEMENTS.name, StockMovementRecorded(
+                    movement_id=f"bench-seed-{sku}-{wid}", sku=sku, warehouse_id=wid, kind="receipt",
+                    quantity=1_000_000), sku, wait=False)  # fmt: skip
             await producer.flush()
-        finally:
-            await producer.stop()
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            have = await conn.fetchval("SELECT count(*) FROM stock WHERE sku LIKE 'BSKU-%'")
-            if have >= catalogue.skus * len(WAREHOUSES):
+            await _until_stocked(conn, len(wanted))
+            missing = wanted - await _stocked(conn)
+            if not missing:
                 return
-            await asyncio.sleep(1)
-        raise SystemExit("stock seeding did not finish")
+        raise SystemExit(f"stock seeding did not finish: {len(missing)} (SKU, warehouse) pairs missing")
     finally:
+        await producer.stop()
         await conn.close()
+
+
+_HAVE_WAREHOUSES = "SELECT count(*) = $2 FROM warehouses WHERE id = ANY($1)"
+_STOCK_ROWS = "SELECT count(*) FROM stock WHERE sku LIKE 'BSKU-%'"
+
+
+async def _stocked(conn: Any) -> set[tuple[str, str]]:
+    rows = await conn.fetch("SELECT sku, warehouse_id FROM stock WHERE sku LIKE 'BSKU-%'")
+    return {(r["sku"], r["warehouse_id"]) for r in rows}
+
+
+async def _until_stocked(conn: Any, wanted: int, stall_s: float = 20.0) -> None:
+    """Wait until there are ``wanted`` stock rows, or their count stops growing for ``stall_s``."""
+    last, since = -1, time.monotonic()
+    while (have := await conn.fetchval(_STOCK_ROWS)) < wanted:
+        if have != last:
+            last, since = have, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], *, timeout_s: float) -> bool:
+    """Poll ``check`` every 0.5 s until it is true (True) or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def _send(producer: Any, topic: str, payload: Any, key: str, wait: bool = True) -> None:
@@ -222,6 +288,8 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
     resources = await sampler.stop()
     await collector.stop()
     offsets_after = await topic_offsets()
+    end = started + duration
+    path_ms = await hops.path(bootstrap(), max(started, end - PATH_WINDOW_S), end)
     by_topic = {t: n - offsets_before.get(t, 0) for t, n in offsets_after.items() if n > offsets_before.get(t, 0)}
     messages = sum(by_topic.values())
     out.unlink()
@@ -240,6 +308,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         "throughput_reserved": round(sum(1 for t in reserved_times if t <= started + window + 1) / window, 1),
         "throughput_shipped": round(sum(1 for t in shipped_times if t <= started + window + 1) / window, 1),
         "latency_ms": lat,
+        "path_ms": path_ms,
         "backlog": lag_series,
         "backlog_growth_per_s": growth,
         "backlog_by_group_at_end": last_lag,
