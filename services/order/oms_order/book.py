@@ -137,17 +137,18 @@ class SagaBook:
             )
 
     async def flush(self) -> None:
-        """Write new orders, new and changed sagas (one statement), the timeline (another); emit the statuses."""
+        """Write new orders, new and changed sagas and the timeline (one statement); emit the statuses."""
         conn = self._uow.conn
         orders, self._new_orders = self._new_orders, []
         new = [s for order_id in self._new if (s := self._sagas[order_id]) is not None]
         changed = [s for order_id in self._changed if (s := self._sagas[order_id]) is not None]
-        if await store.write_batch(conn, orders, new, changed) < len(orders):
+        pending, self._statuses = self._statuses, []
+        statuses = [(p.order_id, p.status, p.at) for p in pending]
+        inserted, appended = await store.write_batch(conn, orders, new, changed, statuses)
+        if inserted < len(orders):
             # Another instance accepted one of them since this batch looked: replay the
             # batch, which will then see it as a duplicate or a conflict.
             raise RetryableError("an order of this batch was accepted concurrently")
-        pending, self._statuses = self._statuses, []
-        appended = await store.append_statuses(conn, [(p.order_id, p.status, p.at) for p in pending])
         for p, entry in zip(pending, appended, strict=True):
             self._uow.emit(
                 topics.ORDER_STATUS,

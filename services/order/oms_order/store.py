@@ -18,7 +18,6 @@ __all__ = [
     "Loaded",
     "NewOrder",
     "TimelineEntry",
-    "append_statuses",
     "due_sagas",
     "load",
     "record_rejection",
@@ -131,7 +130,33 @@ def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
 # A saga is new or changed, never both. Both inserts skip conflicts: an order accepted
 # concurrently by another instance shows as fewer orders inserted than given, and the
 # caller rolls the batch back.
-_WRITE = """
+# The statuses' CTEs, appended to the batch write below: each order's entries get the
+# next sequence numbers in the order given (ordinality), after the order's last status.
+_APPEND_CTES = """new AS (
+    SELECT u.o, u.s, u.r, u.d, u.at, u.n
+    FROM unnest($23::uuid[], $24::text[], $25::text[], $26::text[], $27::timestamptz[])
+         WITH ORDINALITY AS u(o, s, r, d, at, n)
+), last AS (
+    SELECT o, h.seq, h.status
+    FROM (SELECT DISTINCT o FROM new) AS orders
+    LEFT JOIN LATERAL (
+        SELECT seq, status FROM status_history WHERE order_id = orders.o ORDER BY seq DESC LIMIT 1
+    ) AS h ON true
+), appended AS (
+    INSERT INTO status_history (order_id, seq, status, previous_status, reasons, details, at)
+    SELECT new.o,
+           coalesce(last.seq, 0) + row_number() OVER w,
+           new.s,
+           coalesce(lag(new.s) OVER w, last.status),
+           ARRAY(SELECT jsonb_array_elements_text(new.r::jsonb)),
+           new.d::jsonb,
+           new.at
+    FROM new JOIN last USING (o)
+    WINDOW w AS (PARTITION BY new.o ORDER BY new.n)
+    RETURNING order_id, seq, previous_status
+)"""
+
+_WRITE = f"""
 WITH new_orders AS (
     INSERT INTO orders (order_id, channel, external_order_id, fingerprint, customer_id, currency,
                         total, amount_paid, payload, message_id)
@@ -152,21 +177,29 @@ WITH new_orders AS (
     FROM unnest($17::uuid[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::text[])
          AS u(o, p, s, d, dl, r)
     WHERE sagas.order_id = u.o
-)
-SELECT count(*) FROM new_orders
-"""
+), {_APPEND_CTES}
+SELECT (SELECT count(*) FROM new_orders) AS inserted,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(order_id, seq, previous_status)), '[]')
+        FROM appended)::text AS appended
+"""  # noqa: S608  (module constants and placeholders only)
 
 
 async def write_batch(
-    conn: Connection, orders: Sequence[NewOrder], new_sagas: Sequence[Saga], changed_sagas: Sequence[Saga]
-) -> int:
-    """Insert new orders and sagas and save changed sagas, in one statement.
+    conn: Connection,
+    orders: Sequence[NewOrder],
+    new_sagas: Sequence[Saga],
+    changed_sagas: Sequence[Saga],
+    statuses: Sequence[tuple[str, Status, datetime]],
+) -> tuple[int, list[Appended]]:
+    """Insert new orders and sagas, save changed sagas and append (order id, status, time)
+    entries to their orders' timelines, in one statement (one round trip per batch).
 
-    Returns how many of ``orders`` were inserted (fewer: a concurrent insert won).
+    Returns how many of ``orders`` were inserted (fewer: a concurrent insert won) and the
+    appended statuses, lined up with ``statuses``.
     """
-    if not (orders or new_sagas or changed_sagas):
-        return 0
-    inserted: int = await conn.fetchval(
+    if not (orders or new_sagas or changed_sagas or statuses):
+        return 0, []
+    row = await conn.fetchrow(
         _WRITE,
         [o.order_id for o in orders],
         [o.channel for o in orders],
@@ -180,8 +213,23 @@ async def write_batch(
         [o.message_id for o in orders],
         *_columns(new_sagas),
         *_columns(changed_sagas),
+        [order_id for order_id, _, _ in statuses],
+        [status.status for _, status, _ in statuses],
+        # JSON text, not lists: asyncpg would read a list of lists as a 2-D array.
+        [orjson.dumps(list(status.reasons)).decode() for _, status, _ in statuses],
+        [orjson.dumps(status.details).decode() for _, status, _ in statuses],
+        [at for _, _, at in statuses],
     )
-    return inserted
+    assert row is not None  # an aggregate query returns one row
+    # The window sorts the inserted rows by order: line them up with the entries again.
+    by_order: dict[str, list[tuple[int, str | None]]] = {}
+    for order_id, seq, previous in sorted(orjson.loads(row["appended"]), key=lambda r: (r[0], r[1])):
+        by_order.setdefault(order_id, []).append((seq, previous))
+    appended = []
+    for order_id, status, _ in statuses:
+        seq, previous = by_order[order_id].pop(0)
+        appended.append(Appended(seq, status, previous))
+    return row["inserted"], appended
 
 
 async def due_sagas(conn: Connection, now: datetime, limit: int) -> list[Saga]:
@@ -190,59 +238,6 @@ async def due_sagas(conn: Connection, now: datetime, limit: int) -> list[Saga]:
         "SELECT data FROM sagas WHERE deadline <= $1 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit
     )
     return [Saga.model_validate_json(row["data"]) for row in rows]
-
-
-_APPEND = """
-WITH new AS (
-    SELECT u.o, u.s, u.r, u.d, u.at, u.n
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-         WITH ORDINALITY AS u(o, s, r, d, at, n)
-), last AS (
-    SELECT o, h.seq, h.status
-    FROM (SELECT DISTINCT o FROM new) AS orders
-    LEFT JOIN LATERAL (
-        SELECT seq, status FROM status_history WHERE order_id = orders.o ORDER BY seq DESC LIMIT 1
-    ) AS h ON true
-)
-INSERT INTO status_history (order_id, seq, status, previous_status, reasons, details, at)
-SELECT new.o,
-       coalesce(last.seq, 0) + row_number() OVER w,
-       new.s,
-       coalesce(lag(new.s) OVER w, last.status),
-       ARRAY(SELECT jsonb_array_elements_text(new.r::jsonb)),
-       new.d::jsonb,
-       new.at
-FROM new JOIN last USING (o)
-WINDOW w AS (PARTITION BY new.o ORDER BY new.n)
-RETURNING order_id, seq, previous_status
-"""
-
-
-async def append_statuses(conn: Connection, entries: Sequence[tuple[str, Status, datetime]]) -> list[Appended]:
-    """Append (order id, status, time) entries to their orders' timelines in one statement.
-
-    Each order's entries get the next sequence numbers in the order given; the result
-    lines up with ``entries``.
-    """
-    if not entries:
-        return []
-    rows = await conn.fetch(
-        _APPEND,
-        [order_id for order_id, _, _ in entries],
-        [status.status for _, status, _ in entries],
-        # JSON text, not lists: asyncpg would read a list of lists as a 2-D array.
-        [orjson.dumps(list(status.reasons)).decode() for _, status, _ in entries],
-        [orjson.dumps(status.details).decode() for _, status, _ in entries],
-        [at for _, _, at in entries],
-    )
-    by_order: dict[str, list[tuple[int, str | None]]] = {}
-    for row in sorted(rows, key=lambda r: (str(r["order_id"]), r["seq"])):
-        by_order.setdefault(str(row["order_id"]), []).append((row["seq"], row["previous_status"]))
-    appended: list[Appended] = []
-    for order_id, status, _ in entries:
-        seq, previous = by_order[order_id].pop(0)
-        appended.append(Appended(seq, status, previous))
-    return appended
 
 
 async def record_rejection(
