@@ -183,7 +183,7 @@ def _path_table(steps: list[dict[str, Any]]) -> list[str]:
         return []
     segments = list(measured[0]["path_ms"])
     lines = ["## Where intake->reserved time goes", "",
-             "Each segment from the topics alone (`bench/hops.py`, last 20 s of each step): a service's "
+             "Each segment from the topics alone (`bench/hops.py`, orders placed in the last 20 s of each step): a service's "
              "*consume* share runs from the cause's send to the handler's emit (Kafka, the consumer's "
              "queue, the batch before the handler); *outbox -> Kafka* from the emit to the relay's send "
              "(the rest of the batch, its commit, the relay). p50 / p99 ms.", "",

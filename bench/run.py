@@ -289,7 +289,8 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
     await collector.stop()
     offsets_after = await topic_offsets()
     end = started + duration
-    path_ms = await hops.path(bootstrap(), max(started, end - PATH_WINDOW_S), end)
+    # Messages sent after the step (the last orders' later hops) count: the grace period waited for them.
+    path_ms = await hops.path(bootstrap(), max(started, end - PATH_WINDOW_S), time.time())
     by_topic = {t: n - offsets_before.get(t, 0) for t, n in offsets_after.items() if n > offsets_before.get(t, 0)}
     messages = sum(by_topic.values())
     out.unlink()

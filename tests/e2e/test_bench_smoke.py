@@ -33,5 +33,11 @@ class TestBenchmarkSmoke:
         assert 0 < step["latency_ms"]["reserved"]["p50"] <= step["latency_ms"]["reserved"]["p99"]
         assert step["messages_per_order"] > 5
         assert {"order", "inventory", "kafka", "postgres"} <= set(step["resources"])
+        # Every hop of intake->reserved is decomposed, from the 30 orders' own messages.
+        path = step["path_ms"]
+        assert len(path) == 5, path
+        for segment, figures in path.items():
+            assert figures["n"] >= 30, (segment, figures)
+            assert 0 <= figures["p50"] <= figures["p99"], (segment, figures)
         assert result["raw_kafka"]["messages_per_s"] > 0, result["raw_kafka"]
         assert result["raw_sql"]["orders_per_s"] > 0, result["raw_sql"]
