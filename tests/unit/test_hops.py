@@ -1,0 +1,48 @@
+"""The benchmark's hop decomposition (bench/hops.py): pure arithmetic over sent messages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import hops
+
+
+def _sent(id: str, type: str, cause: str | None, emitted: float, sent: float) -> hops.Sent:
+    return hops.Sent(id, f"oms.{type}.v1", cause, emitted, sent)
+
+
+def test_each_message_splits_into_the_consumers_share_and_the_outboxs_share() -> None:
+    sent = {
+        m.id: m
+        for m in (
+            _sent("a", "order.place-order", None, 9.0, 10.000),
+            _sent("b", "inventory.reserve-stock", "a", 10.030, 10.045),
+            _sent("c", "inventory.stock-reserved", "b", 10.055, 10.060),
+            _sent("d", "order.status-changed", "c", 10.100, 10.110),
+        )
+    }
+    found = hops.edges(sent)
+    assert set(found) == {
+        ("order.place-order", "inventory.reserve-stock"),
+        ("inventory.reserve-stock", "inventory.stock-reserved"),
+        ("inventory.stock-reserved", "order.status-changed"),
+    }
+    first = found[("order.place-order", "inventory.reserve-stock")]
+    assert round(first["consume"][0], 3) == 30.0  # cause sent at 10.000, emitted at 10.030
+    assert round(first["publish"][0], 3) == 15.0  # emitted at 10.030, sent at 10.045
+    last = found[("inventory.stock-reserved", "order.status-changed")]
+    assert round(last["consume"][0], 3) == 40.0
+
+
+def test_a_message_whose_cause_was_not_read_is_left_out() -> None:
+    sent = {"b": _sent("b", "inventory.reserve-stock", "not-in-the-window", 10.0, 10.1)}
+    assert hops.edges(sent) == {}
+
+
+def test_percentiles_of_one_or_no_value() -> None:
+    assert hops._p([7.0], 99) == 7.0
+    assert hops._p([], 50) != hops._p([], 50)  # NaN: nothing measured
+    assert hops._p([float(v) for v in range(1, 101)], 50) == 50.5
