@@ -163,6 +163,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         lines += ["## Who falls behind", "",
                   f"Backlog per consumer group at the end of the {beyond['offered_rate']:g}/s step: {lag}.", ""]  # fmt: skip
     lines += _path_table(steps)
+    lines += _consumers_table(next((s for s in steps if s["offered_rate"] == best), None))
     top = next((s for s in steps if s["offered_rate"] == best), None)
     if top and top.get("messages_per_order_by_topic"):
         per_topic = ", ".join(f"{t} {n}" for t, n in top["messages_per_order_by_topic"].items())
@@ -191,6 +192,23 @@ def _path_table(steps: list[dict[str, Any]]) -> list[str]:
     for s in measured:
         cells = [f"{s['path_ms'][seg]['p50']:g} / {s['path_ms'][seg]['p99']:g}" for seg in segments]
         lines.append(f"| {s['offered_rate']:g} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _consumers_table(step: dict[str, Any] | None) -> list[str]:
+    """Each service's consumer at one step: how busy, how big its batches, where a batch's time goes."""
+    if not step or not step.get("consumers"):
+        return []
+    phases = ["begin", "prepare", "handlers", "writes", "commit"]
+    lines = [f"## Consumers at {step['offered_rate']:g} orders/s", "",
+             "From each service's health endpoint over the step: *busy* is the share of wall time spent "
+             "handling batches; the phases split a batch's transaction (ms per batch): BEGIN, the "
+             "prepare hook, the handlers, the writes (parts, outbox, inbox), COMMIT.", "",
+             "| service | batches/s | messages/batch | busy % | " + " | ".join(phases) + " |",
+             "|---|---|---|---|" + "---|" * len(phases)]  # fmt: skip
+    for name, c in sorted(step["consumers"].items()):
+        cells = " | ".join(f"{c.get(f'{p}_ms', 0):g}" for p in phases)
+        lines.append(f"| {name} | {c['batches_per_s']:g} | {c['messages_per_batch']:g} | {c['busy_pct']:g} | {cells} |")
     return [*lines, ""]
 
 

@@ -270,6 +270,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
     sampler.groups.append(ProcessGroup("bench.loadgen", [gen.pid]))  # the measurement's own cost, reported
     lag_series: list[tuple[float, int]] = []
     last_lag: dict[str, int] = {}
+    consumers_before = await consumer_timings()
     async with BacklogProbe(bootstrap(), GROUPS) as probe:
         while gen.returncode is None:
             try:
@@ -278,6 +279,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
                 lag = await probe.sample()
                 lag_series.append((round(time.time() - started, 1), sum(lag.values())))
                 last_lag = lag
+    consumers = consumer_rates(consumers_before, await consumer_timings(), time.time() - started)
     gen_result = json.loads((await gen.stdout.read()).decode().strip().splitlines()[-1]) if gen.stdout else {}
     published = {row["order_id"]: row["t"] for row in map(json.loads, out.read_text().splitlines())}
     deadline = time.time() + grace_s
@@ -314,6 +316,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         "backlog_growth_per_s": growth,
         "backlog_by_group_at_end": last_lag,
         "resources": resources,
+        "consumers": consumers,
         "messages": messages,
         "messages_per_order": round(messages / max(1, len(published)), 1),
         "messages_per_order_by_topic": {
@@ -328,6 +331,38 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         and growth <= 0.02 * rate * max(1.0, messages / max(1, len(published)))
     )
     return result
+
+
+async def consumer_timings() -> dict[str, dict[str, Any]]:
+    """Each running service's consumer counters (health endpoint), by service name."""
+    services = launcher()
+    found = {}
+    for proc in services.PROCESSES:
+        body = await asyncio.to_thread(services.health, proc)
+        if body and body.get("consumer"):
+            found[proc.name] = {**body["consumer"], "handled": body.get("handled", 0)}
+    return found
+
+
+def consumer_rates(before: dict[str, Any], after: dict[str, Any], elapsed_s: float) -> dict[str, dict[str, float]]:
+    """Per service over the step: batches/s, messages per batch, busy %, and ms per batch in each phase."""
+    rates = {}
+    for name, end in after.items():
+        start = before.get(name)
+        if start is None or elapsed_s <= 0:
+            continue
+        batches = end["batches"] - start["batches"]
+        per_batch = max(1, batches)
+        rates[name] = {
+            "batches_per_s": round(batches / elapsed_s, 1),
+            "messages_per_batch": round((end["handled"] - start["handled"]) / per_batch, 1),
+            "busy_pct": round(100 * (end["busy_s"] - start["busy_s"]) / elapsed_s, 1),
+            **{
+                f"{phase}_ms": round(1000 * (end["phases_s"][phase] - start["phases_s"][phase]) / per_batch, 2)
+                for phase in end["phases_s"]
+            },
+        }
+    return rates
 
 
 def _backlog_growth(series: list[tuple[float, int]]) -> float:

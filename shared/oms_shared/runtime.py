@@ -51,7 +51,7 @@ from oms_shared.outbox import UnitOfWork
 from oms_shared.retry import Backoff
 from oms_shared.topics import Topic
 
-__all__ = ["ConsumerRuntime", "Handler", "MessageContext", "Prepare", "Subscription"]
+__all__ = ["ConsumerRuntime", "Handler", "MessageContext", "Prepare", "Subscription", "Timings"]
 
 log = structlog.get_logger(__name__)
 
@@ -169,6 +169,8 @@ class ConsumerRuntime:
         self._stopping = asyncio.Event()
         self.handled = 0
         self.dead_lettered = 0
+        #: Where the consumer's time goes (reported by the health endpoint): see :class:`Timings`.
+        self.timings = Timings()
 
     def stop(self) -> None:
         """Finish the batch in hand (or abandon a retry wait) and return from :meth:`run`."""
@@ -185,10 +187,13 @@ class ConsumerRuntime:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_size)
                 if batches:
+                    started = time.monotonic()
                     try:
                         await self._handle_batch(batches)
                     except _Stopped:
                         return
+                    self.timings.batches += 1
+                    self.timings.busy_s += time.monotonic() - started
                     self._uncommitted.update({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
                 self._commit_in_background()
         finally:
@@ -279,12 +284,15 @@ class ConsumerRuntime:
 
     async def _apply(self, items: list[_Decoded], *, claim_first: bool = True) -> None:
         ids = [item.envelope.id for item in items]
+        clock = _Clock(self.timings.phases_s)
         async with self._pool.acquire() as conn, conn.transaction():
+            clock.lap("begin")
             fresh = await claim(conn, self.name, ids) if claim_first else set(ids)
             expected = len(fresh)
             uow = UnitOfWork(conn, self._source)
             if self._prepare is not None and fresh:
                 await self._prepare(uow, [item.payload for item in items if item.envelope.id in fresh])
+            clock.lap("prepare")
             for item in items:
                 if item.envelope.id not in fresh:
                     log.debug("duplicate_skipped", message_id=item.envelope.id, **_where(item.record))
@@ -297,10 +305,13 @@ class ConsumerRuntime:
                     **_where(item.record),
                 ):
                     await item.handler(item.payload, MessageContext(item.envelope, uow))
+            clock.lap("handlers")
             if claim_first:
                 await uow.flush()
             elif await uow.flush(claim=(self.name, list(set(ids)))) < expected:
                 raise _Repeated("the batch holds a message handled before")
+            clock.lap("writes")
+        clock.lap("commit")
         failpoints.hit("consumer.after_db_commit")
         self.handled += len(items)
 
@@ -343,6 +354,45 @@ class ConsumerRuntime:
             log.warning("offset_commit_skipped", error=repr(exc))
         except _Stopped:
             return
+
+
+@dataclass(slots=True)
+class Timings:
+    """Cumulative counters of a consumer, for operators and the benchmark (two readings make a rate).
+
+    ``busy_s`` is the wall time spent handling batches (the rest is waiting for records);
+    ``phases_s`` splits the batches' database transactions into BEGIN, the prepare hook
+    (and claim), the handlers, the writes (parts, outbox, inbox) and COMMIT. On a loaded
+    machine a batch is mostly round trips: these show how many and how long.
+    """
+
+    batches: int = 0
+    busy_s: float = 0.0
+    phases_s: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("begin", "prepare", "handlers", "writes", "commit"), 0.0)
+    )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "batches": self.batches,
+            "busy_s": round(self.busy_s, 6),
+            "phases_s": {k: round(v, 6) for k, v in self.phases_s.items()},
+        }
+
+
+class _Clock:
+    """Adds the time since the previous lap to a named phase."""
+
+    __slots__ = ("_last", "_phases")
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self._phases = phases
+        self._last = time.monotonic()
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self._phases[phase] += now - self._last
+        self._last = now
 
 
 def _where(record: Record) -> dict[str, Any]:

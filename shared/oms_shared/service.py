@@ -183,6 +183,7 @@ async def serve(spec: ServiceSpec) -> bool:
             "assigned_partitions": len(runtime.assignment) if runtime else 0,
             "handled": runtime.handled if runtime else 0,
             "dead_lettered": runtime.dead_lettered if runtime else 0,
+            "consumer": runtime.timings.as_dict() if runtime else {},
             "published": relay.published,
             "relay_leading": relay.leading,
         }

@@ -46,3 +46,28 @@ def test_percentiles_of_one_or_no_value() -> None:
     assert hops._p([7.0], 99) == 7.0
     assert hops._p([], 50) != hops._p([], 50)  # NaN: nothing measured
     assert hops._p([float(v) for v in range(1, 101)], 50) == 50.5
+
+
+def test_consumer_rates_are_differences_over_the_step() -> None:
+    import run
+
+    phases = dict.fromkeys(("begin", "prepare", "handlers", "writes", "commit"), 0.0)
+    before = {"order": {"batches": 10, "handled": 100, "busy_s": 1.0, "phases_s": phases}}
+    after = {
+        "order": {
+            "batches": 110,
+            "handled": 2100,
+            "busy_s": 6.0,
+            "phases_s": {**phases, "begin": 0.2, "commit": 0.3},
+        },
+        "inventory": {"batches": 5, "handled": 5, "busy_s": 0.1, "phases_s": phases},  # started mid-step
+    }
+    rates = run.consumer_rates(before, after, elapsed_s=10.0)
+    assert set(rates) == {"order"}
+    order = rates["order"]
+    assert order["batches_per_s"] == 10.0
+    assert order["messages_per_batch"] == 20.0
+    assert order["busy_pct"] == 50.0
+    assert order["begin_ms"] == 2.0
+    assert order["commit_ms"] == 3.0
+    assert order["writes_ms"] == 0.0
