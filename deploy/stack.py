@@ -331,11 +331,24 @@ def _kafka_java_cmd(main_class: str, *args: str) -> list[str]:
     ]
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, never starting with '-'.
+
+    One id in 64 would start with '-', and kafka-storage's argument parser then reads it
+    as an option ("argument --cluster-id/-t: expected one argument"); Kafka's own
+    Uuid.randomUuid() draws again in that case, and so do we.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_kafka_storage() -> None:
     """Format the KRaft metadata log once; meta.properties marks a formatted directory."""
     if (KAFKA_DATA_DIR / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = kafka_cluster_id()
     # Static controller.quorum.voters, hence no --standalone.
     _run(_kafka_java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(KAFKA_PROPERTIES)))
     say(f"kafka: storage formatted (cluster id {cluster_id})")
