@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from measure import percentiles
 
 from oms_shared import topics
 
@@ -55,7 +55,8 @@ async def path(bootstrap: str, since: float, until: float) -> dict[str, dict[str
     out = {}
     for segment, cause, kind, share in PATH:
         values = found.get((cause, kind), {}).get(share, [])
-        out[segment] = {"p50": round(_p(values, 50), 1), "p99": round(_p(values, 99), 1), "n": len(values)}
+        summary = percentiles([v / 1000 for v in values])
+        out[segment] = {"p50": summary["p50"], "p99": summary["p99"], "n": len(values)}
     return out
 
 
@@ -117,12 +118,6 @@ def _short(ce_type: str) -> str:
     return ce_type.removeprefix("oms.").removesuffix(".v1")
 
 
-def _p(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
@@ -138,8 +133,8 @@ def main() -> None:
         n = len(e["consume"])
         if n < args.min_count:
             continue
-        c, p = e["consume"], e["publish"]
-        print(f"{cause + ' -> ' + kind:70} {n:7} {_p(c, 50):8.1f}/{_p(c, 99):8.1f} {_p(p, 50):8.1f}/{_p(p, 99):8.1f}")
+        c, p = (percentiles([v / 1000 for v in e[share]]) for share in ("consume", "publish"))
+        print(f"{cause + ' -> ' + kind:70} {n:7} {c['p50']:8.1f}/{c['p99']:8.1f} {p['p50']:8.1f}/{p['p99']:8.1f}")
 
 
 if __name__ == "__main__":

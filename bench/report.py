@@ -199,7 +199,8 @@ def _consumers_table(step: dict[str, Any] | None) -> list[str]:
     """Each service's consumer at one step: how busy, how big its batches, where a batch's time goes."""
     if not step or not step.get("consumers"):
         return []
-    phases = ["begin", "prepare", "handlers", "writes", "commit"]
+    # The phases are the runtime's (oms_shared.runtime.Timings), in its order: "<phase>_ms" keys.
+    phases = [k.removesuffix("_ms") for k in next(iter(step["consumers"].values())) if k.endswith("_ms")]
     lines = [f"## Consumers at {step['offered_rate']:g} orders/s", "",
              "From each service's health endpoint over the step: *busy* is the share of wall time spent "
              "handling batches; the phases split a batch's transaction (ms per batch): BEGIN, the "
@@ -207,7 +208,7 @@ def _consumers_table(step: dict[str, Any] | None) -> list[str]:
              "| service | batches/s | messages/batch | busy % | " + " | ".join(phases) + " |",
              "|---|---|---|---|" + "---|" * len(phases)]  # fmt: skip
     for name, c in sorted(step["consumers"].items()):
-        cells = " | ".join(f"{c.get(f'{p}_ms', 0):g}" for p in phases)
+        cells = " | ".join(f"{c[f'{p}_ms']:g}" for p in phases)
         lines.append(f"| {name} | {c['batches_per_s']:g} | {c['messages_per_batch']:g} | {c['busy_pct']:g} | {cells} |")
     return [*lines, ""]
 

@@ -126,10 +126,6 @@ def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
     )
 
 
-# New orders, new sagas and changed sagas in one statement (one round trip per batch).
-# A saga is new or changed, never both. Both inserts skip conflicts: an order accepted
-# concurrently by another instance shows as fewer orders inserted than given, and the
-# caller rolls the batch back.
 # The statuses' CTEs, appended to the batch write below: each order's entries get the
 # next sequence numbers in the order given (ordinality), after the order's last status.
 _APPEND_CTES = """new AS (
@@ -156,6 +152,10 @@ _APPEND_CTES = """new AS (
     RETURNING order_id, seq, previous_status
 )"""
 
+# New orders, new sagas, changed sagas and the timeline in one statement (one round trip per batch).
+# A saga is new or changed, never both. Both inserts skip conflicts: an order accepted
+# concurrently by another instance shows as fewer orders inserted than given, and the
+# caller rolls the batch back.
 _WRITE = f"""
 WITH new_orders AS (
     INSERT INTO orders (order_id, channel, external_order_id, fingerprint, customer_id, currency,
