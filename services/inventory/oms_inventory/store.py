@@ -146,6 +146,10 @@ async def record_reservations(
 
 
 # --- releasing and committing ----------------------------------------------------------
+# `locked` takes the stock rows' locks in one fixed order (no deadlock between batches)
+# and carries each row's delta, so the update joins it to stock by key: joined to
+# per_row as well, the prepared (generic) plan compared every row with every row (182
+# rows: 8 of the statement's 15 ms at 250 orders/s).
 # `claim` makes a repeat of the request a no-op; the union's second half (read in the
 # statement's snapshot, so without this statement's rows) replays what it closed before.
 _RELEASE = """
@@ -160,15 +164,15 @@ WITH claim AS (
     RETURNING warehouse_id, line_no, sku, quantity
 ), per_row AS (
     SELECT sku, warehouse_id, sum(quantity)::int AS quantity FROM r GROUP BY sku, warehouse_id
-), locked AS (
-    SELECT st.sku, st.warehouse_id FROM stock st
+), locked AS MATERIALIZED (
+    SELECT st.sku, st.warehouse_id, p.quantity FROM stock st
     JOIN per_row p ON p.sku = st.sku AND p.warehouse_id = st.warehouse_id
     ORDER BY st.sku COLLATE "C", st.warehouse_id COLLATE "C"
     FOR UPDATE OF st
 ), changed AS (
-    UPDATE stock st SET reserved = st.reserved - p.quantity
-    FROM per_row p JOIN locked l ON l.sku = p.sku AND l.warehouse_id = p.warehouse_id
-    WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
+    UPDATE stock st SET reserved = st.reserved - l.quantity
+    FROM locked l
+    WHERE st.sku = l.sku AND st.warehouse_id = l.warehouse_id
 )
 SELECT warehouse_id, line_no, sku, quantity, true AS fresh FROM r
 UNION ALL
@@ -197,15 +201,15 @@ WITH c AS (
               rs.quantity
 ), per_row AS (
     SELECT sku, warehouse_id, sum(quantity)::int AS quantity FROM r GROUP BY sku, warehouse_id
-), locked AS (
-    SELECT st.sku, st.warehouse_id FROM stock st
+), locked AS MATERIALIZED (
+    SELECT st.sku, st.warehouse_id, p.quantity FROM stock st
     JOIN per_row p ON p.sku = st.sku AND p.warehouse_id = st.warehouse_id
     ORDER BY st.sku COLLATE "C", st.warehouse_id COLLATE "C"
     FOR UPDATE OF st
 ), changed AS (
-    UPDATE stock st SET on_hand = st.on_hand - p.quantity, reserved = st.reserved - p.quantity
-    FROM per_row p JOIN locked l ON l.sku = p.sku AND l.warehouse_id = p.warehouse_id
-    WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
+    UPDATE stock st SET on_hand = st.on_hand - l.quantity, reserved = st.reserved - l.quantity
+    FROM locked l
+    WHERE st.sku = l.sku AND st.warehouse_id = l.warehouse_id
 ), moved AS (
     INSERT INTO movements (movement_id, sku, warehouse_id, kind, quantity, order_id)
     SELECT 'commit:' || r.order_id || ':' || r.warehouse_id || ':' || r.line_no || ':' || r.request_id,
@@ -280,15 +284,15 @@ WITH claim AS (
     RETURNING rs.line_no, rs.sku, c.units
 ), per_row AS (
     SELECT sku, sum(units)::int AS quantity FROM r GROUP BY sku
-), locked AS (
-    SELECT st.sku FROM stock st JOIN per_row p ON p.sku = st.sku
+), locked AS MATERIALIZED (
+    SELECT st.sku, p.quantity FROM stock st JOIN per_row p ON p.sku = st.sku
     WHERE st.warehouse_id = $3
     ORDER BY st.sku COLLATE "C"
     FOR UPDATE OF st
 ), changed AS (
-    UPDATE stock st SET on_hand = st.on_hand - p.quantity, reserved = st.reserved - p.quantity
-    FROM per_row p JOIN locked l ON l.sku = p.sku
-    WHERE st.sku = p.sku AND st.warehouse_id = $3
+    UPDATE stock st SET on_hand = st.on_hand - l.quantity, reserved = st.reserved - l.quantity
+    FROM locked l
+    WHERE st.sku = l.sku AND st.warehouse_id = $3
 ), moved AS (
     INSERT INTO movements (movement_id, sku, warehouse_id, kind, quantity, order_id, reason)
     SELECT 'shortpick:' || $1 || ':' || $2 || ':' || line_no, sku, $3, 'write_off', -sum(units)::int, $1, 'short pick'

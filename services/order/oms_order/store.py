@@ -128,11 +128,14 @@ def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
 
 # The statuses' CTEs, appended to the batch write below: each order's entries get the
 # next sequence numbers in the order given (ordinality), after the order's last status.
+# `last` is MATERIALIZED: inlined, the planner ran its index lookup once per new entry
+# instead of once per order (auto_explain at 250 orders/s: 437 lookups for 178 orders,
+# 46 of the statement's 50 ms).
 _APPEND_CTES = """new AS (
     SELECT u.o, u.s, u.r, u.d, u.at, u.n
     FROM unnest($23::uuid[], $24::text[], $25::text[], $26::text[], $27::timestamptz[])
          WITH ORDINALITY AS u(o, s, r, d, at, n)
-), last AS (
+), last AS MATERIALIZED (
     SELECT o, h.seq, h.status
     FROM (SELECT DISTINCT o FROM new) AS orders
     LEFT JOIN LATERAL (
