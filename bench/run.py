@@ -131,7 +131,7 @@ async def skip_backlogs() -> None:
     await admin.start()
     try:
         for group in GROUPS:
-            committed = list(await admin.list_consumer_group_offsets(group))
+            committed = await _committed_partitions(admin, group)
             if not committed:
                 continue
             consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=group, enable_auto_commit=False)
@@ -144,6 +144,25 @@ async def skip_backlogs() -> None:
                 await consumer.stop()
     finally:
         await admin.close()
+
+
+async def _committed_partitions(admin: Any, group: str, timeout_s: float = 60) -> list[Any]:
+    """The partitions ``group`` has committed offsets for.
+
+    A broker that has never seen a consumer group creates its offsets topic on the first
+    coordinator lookup and answers "coordinator not available" until it is ready: on a
+    fresh machine that is this lookup, so wait for it.
+    """
+    from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return list(await admin.list_consumer_group_offsets(group))
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def seed(catalogue: Catalogue) -> None:
