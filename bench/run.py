@@ -49,7 +49,9 @@ from oms_shared import topics  # noqa: E402
 from oms_shared.contracts.common import Coordinates  # noqa: E402
 from oms_shared.contracts.inventory import StockMovementRecorded, WarehouseUpserted  # noqa: E402
 from oms_shared.envelope import Envelope  # noqa: E402
+from oms_shared.errors import is_transient  # noqa: E402
 from oms_shared.kafka import create_producer  # noqa: E402
+from oms_shared.retry import Backoff  # noqa: E402
 from oms_shared.settings import SharedSettings  # noqa: E402
 from oms_shared.topology import SERVICES  # noqa: E402
 
@@ -151,18 +153,17 @@ async def _committed_partitions(admin: Any, group: str, timeout_s: float = 60) -
 
     A broker that has never seen a consumer group creates its offsets topic on the first
     coordinator lookup and answers "coordinator not available" until it is ready: on a
-    fresh machine that is this lookup, so wait for it.
+    fresh machine that is this lookup, so retry transient errors, as the services do.
     """
-    from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
-
     deadline = time.monotonic() + timeout_s
+    backoff = Backoff(cap_s=1.0)
     while True:
         try:
             return list(await admin.list_consumer_group_offsets(group))
-        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
-            if time.monotonic() > deadline:
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(backoff.next())
 
 
 async def seed(catalogue: Catalogue) -> None:
