@@ -21,8 +21,9 @@ promised (release, short pick, movements, warehouses, safety stock) call
 :meth:`ReserveBook.settle` first: the book writes what it holds and forgets the
 levels, so later reserves of the batch read them again. Committing reservations
 needs no settling: it lowers ``on_hand`` and ``reserved`` by the same units, so
-availability, the only thing the book plans with, does not change. The SKUs it
-reserved are marked for availability events when it writes them.
+availability, the only thing the book plans with, does not change. The statement that
+writes the reserves returns the reserved SKUs' levels after it, for their availability
+events.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from oms_inventory import store
-from oms_inventory.availability import availability_changed
+from oms_inventory.availability import availability_known
 from oms_inventory.domain import Candidate, Decision, Point, StockLevel, reservation_steps
 from oms_inventory.store import RecordedDecision
 from oms_shared.contracts.inventory import ReserveStock
@@ -99,14 +100,14 @@ class ReserveBook:
             return
         recorded, self._recorded = self._recorded, []
         steps = reservation_steps(a for r in recorded for a in r.decision.allocations)
-        reserved, inserted = await store.record_reservations(self._uow.conn, steps, recorded)
+        reserved, inserted, levels = await store.record_reservations(self._uow.conn, steps, recorded)
         if reserved != len(steps) or inserted != len(recorded):
             # A duplicate request recorded by a concurrent consumer (a rebalance), or stock
             # changed behind the book's locks: redo the batch from the database's state.
             raise RetryableError(
                 f"reserved {reserved} of {len(steps)} stock rows, recorded {inserted} of {len(recorded)} decisions"
             )
-        availability_changed(self._uow, {sku for sku, _, _ in steps})
+        availability_known(self._uow, levels)
 
 
 async def prepare(uow: UnitOfWork, payloads: Sequence[Any]) -> None:

@@ -59,6 +59,9 @@ SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(
 # transaction), its decisions and their reservations. The units are still reserved only
 # where available; a decision recorded meanwhile (a concurrent duplicate) is not inserted
 # again, nor are its reservations. The counts tell the caller whether all of it went in.
+# `levels` is every stock row of the reserved SKUs as it stands after the update (the
+# statement's snapshot plus its deltas; they only count if every delta went in) for the
+# availability events, which would otherwise read them again in a round trip of their own.
 _RECORD_RESERVATIONS = """
 WITH reserved AS (
     UPDATE stock st SET reserved = st.reserved + p.quantity
@@ -83,7 +86,14 @@ WITH reserved AS (
          AS u(order_id, request_id, line_no, warehouse_id, sku, quantity)
     JOIN d ON d.order_id = u.order_id AND d.request_id = u.request_id
 )
-SELECT (SELECT count(*) FROM reserved) AS reserved, (SELECT count(*) FROM d) AS recorded
+SELECT (SELECT count(*) FROM reserved) AS reserved, (SELECT count(*) FROM d) AS recorded,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(
+                  s.sku, s.warehouse_id, s.on_hand, s.reserved + coalesce(p.quantity, 0), s.safety_stock,
+                  w.active)), '[]'::jsonb)
+        FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
+        LEFT JOIN unnest($1::text[], $2::text[], $3::int[]) AS p(sku, warehouse_id, quantity)
+               ON p.sku = s.sku AND p.warehouse_id = s.warehouse_id
+        WHERE s.sku = ANY($1::text[])) AS levels
 """
 
 
@@ -110,8 +120,12 @@ async def reserve_context(
 
 async def record_reservations(
     conn: Connection, steps: Sequence[tuple[str, str, int]], recorded: Sequence[RecordedDecision]
-) -> tuple[int, int]:
-    """Reserve the (sku, warehouse, units) steps and store the decisions; (rows reserved, decisions stored)."""
+) -> tuple[int, int, list[WarehouseLevel]]:
+    """Reserve the (sku, warehouse, units) steps and store the decisions.
+
+    Returns the rows reserved, the decisions stored and, valid when every step went in,
+    every stock row of the steps' SKUs after the reserve.
+    """
     allocations = [(r, a) for r in recorded for a in r.decision.allocations]
     row = await conn.fetchrow(
         _RECORD_RESERVATIONS,
@@ -142,7 +156,8 @@ async def record_reservations(
         [a.quantity for _, a in allocations],
     )
     assert row is not None
-    return int(row["reserved"]), int(row["recorded"])
+    levels = [WarehouseLevel(*level) for level in row["levels"]]
+    return int(row["reserved"]), int(row["recorded"]), levels
 
 
 # --- releasing and committing ----------------------------------------------------------

@@ -297,9 +297,16 @@ class TestReserve:
         ber, ham, muc = await world.three_warehouses(a, 5, 5, 5)
         await world.warehouse("BER", BERLIN, active=False)
         cmd = reserve((a, 1), exclude_warehouses=(ham,))
-        (reply,) = payloads(await handle(world.pool, on_reserve_stock, cmd), StockReserved)
+        emitted = await handle(world.pool, on_reserve_stock, cmd)
+        (reply,) = payloads(emitted, StockReserved)
         assert [x.warehouse_id for x in reply.allocations] == [muc]
         assert await world.level(a, ber) == (5, 0, 0)
+        # The levels the reserve statement returns: every row of the SKU, the closed one promising nothing.
+        event = availability(emitted)[a]
+        assert event.available == 9
+        assert [(w.warehouse_id, w.reserved, w.available) for w in event.warehouses] == sorted(
+            [(ber, 0, 0), (ham, 0, 5), (muc, 1, 4)]
+        )
 
     async def test_same_request_twice_has_one_effect(self, world: World) -> None:
         """A repeated request gets the same reply from the stored decision and reserves nothing more."""
@@ -699,6 +706,9 @@ class TestReserveBatches:
         assert len(payloads(replies(emitted), StockReserved)) == 2
         assert len(payloads(replies(emitted), StockReservationFailed)) == 1
         assert await world.level(a, ber) == (3, 3, 0)
+        # The commit wrote after the reserves returned their levels: the event has the commit's on hand.
+        (level,) = availability(emitted)[a].warehouses
+        assert (level.on_hand, level.reserved) == (3, 3)
         await assert_books_balance(world.pool)
 
     async def test_commits_of_one_batch_are_written_together_and_answered_each(self, world: World) -> None:
