@@ -81,6 +81,7 @@ class UnitOfWork:
         self.source = source
         self.pending: list[OutgoingMessage] = []
         self._parts: dict[Callable[[UnitOfWork], Any], BatchPart] = {}
+        self._on_commit: list[Callable[[], None]] = []
 
     def part(self, kind: Callable[[UnitOfWork], P]) -> P:
         """The unit of work's ``kind`` part, made by ``kind(self)`` on first use."""
@@ -88,6 +89,20 @@ class UnitOfWork:
         if found is None:
             found = self._parts[kind] = kind(self)
         return found  # type: ignore[return-value]  # keyed by its own factory
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction has committed (never if it rolls back).
+
+        For state a part keeps beyond its batch (e.g. a cache of what it wrote): only
+        what the database holds may outlive the transaction.
+        """
+        self._on_commit.append(callback)
+
+    def committed(self) -> None:
+        """The transaction committed: run the :meth:`on_commit` callbacks (the owner of the transaction calls this)."""
+        callbacks, self._on_commit = self._on_commit, []
+        for callback in callbacks:
+            callback()
 
     def emit(
         self,
@@ -162,7 +177,9 @@ def _columns(messages: list[OutgoingMessage]) -> tuple[Any, ...]:
 @asynccontextmanager
 async def unit_of_work(pool: asyncpg.Pool[Any], source: str) -> AsyncIterator[UnitOfWork]:
     """Open a transaction; on success flush the emitted messages and commit, else roll back."""
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn, source)
-        yield uow
-        await uow.flush()
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            uow = UnitOfWork(conn, source)
+            yield uow
+            await uow.flush()
+        uow.committed()

@@ -312,6 +312,7 @@ class ConsumerRuntime:
                 raise _Repeated("the batch holds a message handled before")
             clock.lap("writes")
         clock.lap("commit")
+        uow.committed()
         failpoints.hit("consumer.after_db_commit")
         self.handled += len(items)
 

@@ -50,15 +50,17 @@ async def handle_batch(
 async def _run(
     pool: asyncpg.Pool[Any], items: Sequence[tuple[Handler, Contract, Envelope]], prepare: Prepare | None = None
 ) -> list[OutgoingMessage]:
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn, "oms/tests")
-        if prepare is not None:
-            await prepare(uow, [payload for _, payload, _ in items])
-        for handler, payload, envelope in items:
-            await handler(payload, MessageContext(envelope, uow))
-        await uow.flush_parts()
-        emitted = list(uow.pending)
-        await uow.flush()
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            uow = UnitOfWork(conn, "oms/tests")
+            if prepare is not None:
+                await prepare(uow, [payload for _, payload, _ in items])
+            for handler, payload, envelope in items:
+                await handler(payload, MessageContext(envelope, uow))
+            await uow.flush_parts()
+            emitted = list(uow.pending)
+            await uow.flush()
+        uow.committed()
     return emitted
 
 

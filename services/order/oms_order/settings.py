@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from oms_order.saga import Timing
@@ -29,6 +30,8 @@ class OrderSettings(ServiceSettings):
     backorder_retry_s: float = 30.0
     backorder_window_s: float = 72 * 3600
     poll_interval_s: float = 0.25
+    #: Open sagas the consumer keeps in memory between batches (0: read every one from the database).
+    saga_cache_size: int = Field(4096, ge=0)
 
     def timing(self) -> Timing:
         """The saga's timing built from these settings."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,7 +72,9 @@ class NewOrder:
 class Loaded:
     """What a batch needs before its handlers run, read in one statement."""
 
-    #: order id -> saga, for the sagas that exist (locked for the transaction).
+    #: order id -> version, for the sagas that exist (locked for the transaction).
+    versions: dict[str, int]
+    #: order id -> saga, for those not already held at their current version.
     sagas: dict[str, Saga]
     #: order id -> content fingerprint, for the orders that were accepted.
     fingerprints: dict[str, str]
@@ -82,30 +84,45 @@ class Loaded:
 
 # The sagas are locked in id order (FOR UPDATE in a materialised CTE: not allowed in a
 # UNION arm), so two instances' batches cannot deadlock; the lock makes transitions of
-# one order one at a time across instances.
+# one order one at a time across instances. A saga the caller holds at the version
+# the row has ($4, $5) comes back without its document.
 _LOAD = """
 WITH locked AS MATERIALIZED (
-    SELECT order_id, data FROM sagas WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE
+    SELECT order_id, version, data FROM sagas WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE
 )
-SELECT 's' AS kind, order_id::text AS id, data FROM locked
+SELECT 's' AS kind, l.order_id::text AS id, l.version, CASE WHEN l.version = h.version THEN NULL ELSE l.data END
+       AS data
+FROM locked l LEFT JOIN unnest($4::uuid[], $5::int[]) AS h(order_id, version) ON h.order_id = l.order_id
 UNION ALL
-SELECT 'o', order_id::text, fingerprint FROM orders WHERE order_id = ANY($2::uuid[])
+SELECT 'o', order_id::text, NULL, fingerprint FROM orders WHERE order_id = ANY($2::uuid[])
 UNION ALL
-SELECT 'p', channel, json_build_array(partial_policy, max_split)::text
+SELECT 'p', channel, NULL, json_build_array(partial_policy, max_split)::text
 FROM channel_policies WHERE channel = ANY($3::text[])
 """
 
 
 async def load(
-    conn: Connection, saga_ids: Sequence[str], order_ids: Sequence[str] = (), channels: Sequence[str] = ()
+    conn: Connection,
+    saga_ids: Sequence[str],
+    order_ids: Sequence[str] = (),
+    channels: Sequence[str] = (),
+    held: Mapping[str, int] | None = None,
 ) -> Loaded:
     """Lock and read the sagas of ``saga_ids``, the fingerprints of the accepted orders among
-    ``order_ids`` and the policies of ``channels`` (those that exist), in one round trip."""
-    loaded = Loaded({}, {}, {})
-    for row in await conn.fetch(_LOAD, list(saga_ids), list(order_ids), list(channels)):
+    ``order_ids`` and the policies of ``channels`` (those that exist), in one round trip.
+
+    ``held`` maps order ids to the version of the saga the caller already holds: a saga
+    still at that version is not read (its version is in :attr:`Loaded.versions` only).
+    """
+    held = held or {}
+    loaded = Loaded({}, {}, {}, {})
+    rows = await conn.fetch(_LOAD, list(saga_ids), list(order_ids), list(channels), list(held), list(held.values()))
+    for row in rows:
         kind, key, data = row["kind"], row["id"], row["data"]
         if kind == "s":
-            loaded.sagas[key] = Saga.model_validate_json(data)
+            loaded.versions[key] = row["version"]
+            if data is not None:
+                loaded.sagas[key] = Saga.model_validate_json(data)
         elif kind == "o":
             loaded.fingerprints[key] = data
         else:

@@ -14,10 +14,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from order_saga_kit import reserved
 
-from oms_order import book
+from oms_order import book, store
 from oms_order.handlers import CancelOrderMessage, Handlers, PlaceOrderMessage
 from oms_order.saga import Timing
+from oms_order.saga_state import Saga
 from oms_shared.contracts import Contract
 from oms_shared.contracts.inventory import ReserveStock
 from oms_shared.contracts.order import OrderStatusChanged, order_id_for
@@ -89,3 +91,88 @@ async def test_a_replay_in_a_later_batch_is_a_duplicate(pool: asyncpg.Pool[Any])
     await handle_batch(pool, [place(external_order_id=external_id)], prepare=book.prepare)
     again = await handle_batch(pool, [place(external_order_id=external_id)], prepare=book.prepare)
     assert again == []
+
+
+class TestSagaCache:
+    """The consumer keeps committed sagas between batches; the database's version decides if one is current."""
+
+    async def _placed(self, pool: asyncpg.Pool[Any], cache: book.SagaCache) -> tuple[str, ReserveStock]:
+        external_id = f"W-{uuid.uuid4().hex[:8]}"
+        emitted = await handle_batch(pool, [place(external_order_id=external_id)], prepare=cache.prepare)
+        (cmd,) = payloads(emitted, ReserveStock)
+        return order_id_for("web", external_id), cmd
+
+    async def _row(self, pool: asyncpg.Pool[Any], order_id: str) -> tuple[int, Saga]:
+        row = await pool.fetchrow("SELECT version, data FROM sagas WHERE order_id = $1", order_id)
+        assert row is not None
+        return row["version"], Saga.model_validate_json(row["data"])
+
+    async def test_a_committed_saga_is_served_from_the_cache(self, pool: asyncpg.Pool[Any]) -> None:
+        """Placed, then reserved in a later batch: the cache holds each committed state at its row's version."""
+        cache = book.SagaCache(10)
+        order_id, cmd = await self._placed(pool, cache)
+        ((version, saga),) = cache.take([order_id]).values()
+        assert (version, saga) == await self._row(pool, order_id)
+        cache.put(order_id, version, saga)
+        async with pool.acquire() as conn, conn.transaction():
+            current = await store.load(conn, [order_id], held={order_id: version})
+            stale = await store.load(conn, [order_id], held={order_id: version - 1})
+        assert (current.versions, current.sagas) == ({order_id: version}, {})  # the document is not read
+        assert stale.sagas == {order_id: saga}
+        emitted = await handle_batch(pool, [(HANDLERS.on_reply, reserved(cmd))], prepare=cache.prepare)
+        assert [e.status for e in payloads(emitted, OrderStatusChanged)] == ["reserved"]
+        ((version, saga),) = cache.take([order_id]).values()
+        assert version == 2
+        assert (version, saga) == await self._row(pool, order_id)
+        assert saga.phase == "fulfilling"
+
+    async def test_a_saga_written_elsewhere_is_read_again(self, pool: asyncpg.Pool[Any]) -> None:
+        """Another writer moved the row on (the poller, another instance): the batch uses the row, not the cache."""
+        cache = book.SagaCache(10)
+        order_id, cmd = await self._placed(pool, cache)
+        await pool.execute(
+            """UPDATE sagas SET data = jsonb_set(data::jsonb, '{payment_reference}', '"psp-elsewhere"')::text,
+                                version = version + 1 WHERE order_id = $1""",
+            order_id,
+        )
+        await handle_batch(pool, [(HANDLERS.on_reply, reserved(cmd))], prepare=cache.prepare)
+        version, saga = await self._row(pool, order_id)
+        assert (version, saga.phase, saga.payment_reference) == (3, "fulfilling", "psp-elsewhere")
+        assert cache.take([order_id]) == {order_id: (version, saga)}
+
+    async def test_a_rolled_back_batch_puts_nothing_back(self, pool: asyncpg.Pool[Any]) -> None:
+        """A batch fails after its transition: the cache drops the saga it changed, the next batch reads the row."""
+        cache = book.SagaCache(10)
+        order_id, cmd = await self._placed(pool, cache)
+
+        async def fails_after(payload: Any, ctx: Any) -> None:
+            await HANDLERS.on_reply(payload, ctx)
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await handle_batch(pool, [(fails_after, reserved(cmd))], prepare=cache.prepare)
+        assert len(cache) == 0
+        assert (await self._row(pool, order_id))[1].phase == "reserving"
+        emitted = await handle_batch(pool, [(HANDLERS.on_reply, reserved(cmd))], prepare=cache.prepare)
+        assert [e.status for e in payloads(emitted, OrderStatusChanged)] == ["reserved"]
+
+    def test_closed_sagas_and_the_oldest_beyond_capacity_are_not_kept(self) -> None:
+        """Capacity two: the least recently put back goes first; a closed saga is dropped."""
+        cache = book.SagaCache(2)
+        sagas = [Saga.model_validate(valid_saga_fields(i)) for i in range(3)]
+        for saga in sagas:
+            cache.put(saga.order_id, 1, saga)
+        assert len(cache) == 2
+        assert cache.take([sagas[0].order_id]) == {}
+        closed = sagas[1].model_copy(update={"phase": "completed", "pending": {}})
+        cache.put(closed.order_id, 2, closed)
+        assert cache.take([sagas[1].order_id, sagas[2].order_id]) == {sagas[2].order_id: (1, sagas[2])}
+
+
+def valid_saga_fields(n: int) -> dict[str, Any]:
+    return {
+        "order_id": str(uuid.uuid4()), "channel": "web", "external_order_id": f"W-{n}",
+        "lines": [{"line_no": 1, "sku": "SKU-1", "quantity": 1, "unit_price": 100}],
+        "lat": 52.5, "lon": 13.4, "shipping_method": "standard", "currency": "EUR",
+        "amount_paid": 100, "payment_reference": "psp",
+    }  # fmt: skip
