@@ -41,6 +41,7 @@ def create_consumer(
     instance_id: str | None = None,
     max_records: int = 500,
     fetch_wait_ms: int = 50,
+    fetch_min_bytes: int = 1,
 ) -> AIOKafkaConsumer:
     """A consumer whose offsets are committed by the runtime, after the database commit."""
     extra = {"group_instance_id": instance_id} if instance_id else {}
@@ -58,6 +59,7 @@ def create_consumer(
         # that request returns. A long broker wait therefore adds up to this much latency
         # per hop under load, so keep it short (but every empty fetch costs broker CPU).
         fetch_max_wait_ms=fetch_wait_ms,
+        fetch_min_bytes=fetch_min_bytes,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         # A batch may wait on a database outage; give it time before the group evicts us.

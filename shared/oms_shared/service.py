@@ -151,6 +151,7 @@ async def serve(spec: ServiceSpec) -> bool:
             instance_id=settings.instance_id,
             max_records=settings.consumer_batch_size,
             fetch_wait_ms=settings.consumer_fetch_wait_ms,
+            fetch_min_bytes=settings.consumer_fetch_min_bytes,
         )
         await _wait_for(consumer.start, "kafka consumer", stopping)
         runtime = ConsumerRuntime(
