@@ -37,6 +37,9 @@ class StatusCollector:
         self._consumer = AIOKafkaConsumer(
             topics.ORDER_STATUS.name, bootstrap_servers=bootstrap, group_id=f"bench-status-{uuid.uuid4()}",
             auto_offset_reset="latest", enable_auto_commit=False, max_poll_records=2000,
+            # Latency comes from the events' own times, not from when they arrive here:
+            # fewer, fuller fetches cost the broker and the machine less.
+            fetch_min_bytes=256 * 1024, fetch_max_wait_ms=200,
         )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
 

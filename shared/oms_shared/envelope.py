@@ -55,21 +55,26 @@ class Envelope:
 
     def to_headers(self) -> list[tuple[str, bytes]]:
         """The Kafka headers carrying this event's attributes (binary content mode)."""
+        return [(name, value.encode()) for name, value in self.header_items()]
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """The headers of :meth:`to_headers` as text (the outbox stores them as JSON)."""
         headers = [
-            ("ce_specversion", SPECVERSION.encode()),
-            ("ce_id", self.id.encode()),
-            ("ce_type", self.type.encode()),
-            ("ce_source", self.source.encode()),
-            ("ce_time", self.time.isoformat().encode()),
-            ("content-type", CONTENT_TYPE.encode()),
+            ("ce_specversion", SPECVERSION),
+            ("ce_id", self.id),
+            ("ce_type", self.type),
+            ("ce_source", self.source),
+            ("ce_time", self.time.isoformat()),
+            ("content-type", CONTENT_TYPE),
         ]
-        optional = (
-            ("ce_subject", self.subject),
-            ("ce_correlationid", self.correlation_id),
-            ("ce_causationid", self.causation_id),
-            ("ce_traceparent", self.traceparent),
-        )
-        headers.extend((name, value.encode()) for name, value in optional if value)
+        if self.subject:
+            headers.append(("ce_subject", self.subject))
+        if self.correlation_id:
+            headers.append(("ce_correlationid", self.correlation_id))
+        if self.causation_id:
+            headers.append(("ce_causationid", self.causation_id))
+        if self.traceparent:
+            headers.append(("ce_traceparent", self.traceparent))
         return headers
 
     @classmethod

@@ -168,7 +168,7 @@ def _columns(messages: list[OutgoingMessage]) -> tuple[Any, ...]:
     return (
         [m.topic for m in messages],
         [m.envelope.key for m in messages],
-        [orjson.dumps([[n, v.decode()] for n, v in m.envelope.to_headers()]).decode() for m in messages],
+        [orjson.dumps(m.envelope.header_items()).decode() for m in messages],
         [m.envelope.data for m in messages],
         NOTIFY_CHANNEL,
     )
