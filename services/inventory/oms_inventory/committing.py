@@ -4,7 +4,8 @@ Committing closes an order's active reservations at a warehouse: ``on_hand`` and
 ``reserved`` go down by their units and each becomes a ``shipment`` movement. The
 handler only notes the command; at flush one set-based statement commits them all and
 the replies are emitted then, one per command, as the one-by-one path would have
-built them (a repeat of a request gets the reservations it closed before).
+built them (a repeat of a request gets the reservations it closed before). The statement
+also returns the changed SKUs' stock rows after it, for their availability events.
 
 Other handlers that read or change reservations or stock through their own SQL
 (release, short pick, movements, ...) call :meth:`CommitBook.flush` first, so they
@@ -16,7 +17,7 @@ from __future__ import annotations
 import structlog
 
 from oms_inventory import store
-from oms_inventory.availability import availability_changed
+from oms_inventory.availability import availability_known
 from oms_inventory.replies import allocations
 from oms_shared import topics
 from oms_shared.contracts.inventory import CommitStock, StockCommitted
@@ -48,13 +49,11 @@ class CommitBook:
         if not self._commands:
             return
         commands, self._commands = self._commands, []
-        closed = await store.commit_reservations(
+        closed, levels = await store.commit_reservations(
             self._uow.conn, [(c.order_id, c.request_id, c.warehouse_id) for c in commands]
         )
-        changed: set[str] = set()
         for cmd in commands:
-            committed, fresh = closed.get((cmd.order_id, cmd.request_id, cmd.warehouse_id), ([], set()))
-            changed |= fresh
+            committed, _ = closed.get((cmd.order_id, cmd.request_id, cmd.warehouse_id), ([], set()))
             log.info("stock_committed", order_id=cmd.order_id, lines=len(committed), warehouse_id=cmd.warehouse_id)
             reply = StockCommitted(
                 order_id=cmd.order_id,
@@ -63,4 +62,4 @@ class CommitBook:
                 committed=allocations(committed),
             )
             self._uow.emit(topics.INVENTORY_REPLIES, reply, key=cmd.order_id)
-        availability_changed(self._uow, changed)
+        availability_known(self._uow, levels)

@@ -199,7 +199,10 @@ ORDER BY warehouse_id, line_no
 # A batch's commits in one statement. Each committed reservation is one 'shipment'
 # movement, so on_hand = sum(movements) holds. `claim` makes a repeat of a request a
 # no-op; the union's second half (the statement's snapshot: without this statement's
-# rows) replays what a repeat closed before.
+# rows) replays what a repeat closed before. `levels` is every stock row of the SKUs
+# this statement changed as it leaves them, for the availability events: the changed
+# rows from their locked (latest) versions, the others as the snapshot has them (what a
+# read of its own would see).
 _COMMIT = """
 WITH c AS (
     SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(order_id, request_id, warehouse_id)
@@ -217,7 +220,7 @@ WITH c AS (
 ), per_row AS (
     SELECT sku, warehouse_id, sum(quantity)::int AS quantity FROM r GROUP BY sku, warehouse_id
 ), locked AS MATERIALIZED (
-    SELECT st.sku, st.warehouse_id, p.quantity FROM stock st
+    SELECT st.sku, st.warehouse_id, p.quantity, st.on_hand, st.reserved, st.safety_stock FROM stock st
     JOIN per_row p ON p.sku = st.sku AND p.warehouse_id = st.warehouse_id
     ORDER BY st.sku COLLATE "C", st.warehouse_id COLLATE "C"
     FOR UPDATE OF st
@@ -230,13 +233,23 @@ WITH c AS (
     SELECT 'commit:' || r.order_id || ':' || r.warehouse_id || ':' || r.line_no || ':' || r.request_id,
            r.sku, r.warehouse_id, 'shipment', -r.quantity, r.order_id
     FROM r
+), closed AS (
+    SELECT order_id, closed_by AS request_id, warehouse_id, line_no, sku, quantity, true AS fresh FROM r
+    UNION ALL
+    SELECT rs.order_id, rs.closed_by, rs.warehouse_id, rs.line_no, rs.sku, rs.quantity, false
+    FROM reservations rs JOIN c ON rs.order_id = c.order_id AND rs.warehouse_id = c.warehouse_id
+    WHERE rs.state = 'committed' AND rs.closed_by = c.request_id
 )
-SELECT order_id, closed_by AS request_id, warehouse_id, line_no, sku, quantity, true AS fresh FROM r
-UNION ALL
-SELECT rs.order_id, rs.closed_by, rs.warehouse_id, rs.line_no, rs.sku, rs.quantity, false
-FROM reservations rs JOIN c ON rs.order_id = c.order_id AND rs.warehouse_id = c.warehouse_id
-WHERE rs.state = 'committed' AND rs.closed_by = c.request_id
-ORDER BY order_id, request_id, warehouse_id, line_no
+SELECT (SELECT coalesce(jsonb_agg(to_jsonb(closed) ORDER BY order_id, request_id, warehouse_id, line_no),
+                        '[]'::jsonb)
+        FROM closed) AS closed,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(
+                  s.sku, s.warehouse_id, coalesce(l.on_hand - l.quantity, s.on_hand),
+                  coalesce(l.reserved - l.quantity, s.reserved), coalesce(l.safety_stock, s.safety_stock),
+                  w.active)), '[]'::jsonb)
+        FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
+        LEFT JOIN locked l ON l.sku = s.sku AND l.warehouse_id = s.warehouse_id
+        WHERE s.sku IN (SELECT sku FROM per_row)) AS levels
 """
 
 
@@ -253,19 +266,21 @@ async def release_reservations(
 
 async def commit_reservations(
     conn: Connection, requests: Sequence[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], tuple[list[Allocation], set[str]]]:
+) -> tuple[dict[tuple[str, str, str], tuple[list[Allocation], set[str]]], list[WarehouseLevel]]:
     """Commit each (order, request, warehouse)'s active reservations: shipped stock, with movements.
 
     Per request: the reservations it closed (now, or by an earlier delivery of it) and
-    the SKUs whose levels this call changed.
+    the SKUs whose levels this call changed; and every stock row of those SKUs after it.
     """
-    rows = await conn.fetch(
+    row = await conn.fetchrow(
         _COMMIT, [o for o, _, _ in requests], [r for _, r, _ in requests], [w for _, _, w in requests]
     )
+    assert row is not None  # aggregates: one row
     grouped: dict[tuple[str, str, str], list[Any]] = {}
-    for row in rows:
-        grouped.setdefault((row["order_id"], row["request_id"], row["warehouse_id"]), []).append(row)
-    return {key: _closed(group) for key, group in grouped.items()}
+    for closed in row["closed"]:
+        grouped.setdefault((closed["order_id"], closed["request_id"], closed["warehouse_id"]), []).append(closed)
+    levels = [WarehouseLevel(*level) for level in row["levels"]]
+    return {key: _closed(group) for key, group in grouped.items()}, levels
 
 
 # --- short picks ----------------------------------------------------------------------

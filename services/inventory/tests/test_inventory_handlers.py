@@ -423,10 +423,15 @@ class TestCommit:
         cmd = reserve((a, 5))
         await handle(world.pool, on_reserve_stock, cmd)
         commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ham)
-        (reply,) = payloads(await handle(world.pool, on_commit_stock, commit), StockCommitted)
+        emitted = await handle(world.pool, on_commit_stock, commit)
+        (reply,) = payloads(emitted, StockCommitted)
         assert [(x.warehouse_id, x.quantity) for x in reply.committed] == [(ham, 3)]
         assert await world.level(a, ham) == (0, 0, 0)
         assert await world.level(a, ber) == (2, 2, 0)
+        # The commit statement's levels: every warehouse of the SKU, the committed one after it.
+        levels = {w.warehouse_id: (w.on_hand, w.reserved) for w in availability(emitted)[a].warehouses}
+        assert (levels[ber], levels[ham]) == ((2, 2), (0, 0))
+        assert set(levels) == {ber, ham}  # the third warehouse has no stock row of it
 
     async def test_commit_twice_has_one_effect(self, world: World) -> None:
         """The repeat gets the same reply; stock and movements change once."""
