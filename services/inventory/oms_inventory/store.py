@@ -202,7 +202,10 @@ ORDER BY warehouse_id, line_no
 # rows) replays what a repeat closed before. `levels` is every stock row of the SKUs
 # this statement changed as it leaves them, for the availability events: the changed
 # rows from their locked (latest) versions, the others as the snapshot has them (what a
-# read of its own would see).
+# read of its own would see). The planner guesses one row for `per_row` and `locked`
+# (the estimate of an UPDATE's RETURNING): joined to them, stock was looped over once per
+# locked row (7.8 of a 16 ms statement at 300 orders/s); the array and the NOT IN (a
+# hashed subplan) keep each part one pass.
 _COMMIT = """
 WITH c AS (
     SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(order_id, request_id, warehouse_id)
@@ -243,13 +246,16 @@ WITH c AS (
 SELECT (SELECT coalesce(jsonb_agg(to_jsonb(closed) ORDER BY order_id, request_id, warehouse_id, line_no),
                         '[]'::jsonb)
         FROM closed) AS closed,
-       (SELECT coalesce(jsonb_agg(jsonb_build_array(
-                  s.sku, s.warehouse_id, coalesce(l.on_hand - l.quantity, s.on_hand),
-                  coalesce(l.reserved - l.quantity, s.reserved), coalesce(l.safety_stock, s.safety_stock),
-                  w.active)), '[]'::jsonb)
-        FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
-        LEFT JOIN locked l ON l.sku = s.sku AND l.warehouse_id = s.warehouse_id
-        WHERE s.sku IN (SELECT sku FROM per_row)) AS levels
+       (SELECT coalesce(jsonb_agg(level), '[]'::jsonb) FROM (
+            SELECT jsonb_build_array(l.sku, l.warehouse_id, l.on_hand - l.quantity, l.reserved - l.quantity,
+                                     l.safety_stock, w.active) AS level
+            FROM locked l JOIN warehouses w ON w.id = l.warehouse_id
+            UNION ALL
+            SELECT jsonb_build_array(s.sku, s.warehouse_id, s.on_hand, s.reserved, s.safety_stock, w.active)
+            FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
+            WHERE s.sku = ANY(ARRAY(SELECT DISTINCT sku FROM per_row))
+              AND (s.sku, s.warehouse_id) NOT IN (SELECT sku, warehouse_id FROM locked)
+        ) AS levels) AS levels
 """
 
 
