@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 
-from oms_shared.envelope import Envelope, Position
+from oms_shared.envelope import Envelope, Position, new_message_id
 from oms_shared.errors import UndecodableMessage
 
 BASE = [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"s")]
@@ -71,3 +74,19 @@ class TestEnvelope:
     ) -> None:
         with pytest.raises(UndecodableMessage, match=message):
             Envelope.from_record(headers, value, None)
+
+
+def test_message_ids_are_uuid7_ordered_by_time() -> None:
+    """RFC 9562 version 7 and variant bits, the current millisecond first, unique, in creation order across ms."""
+    before = time.time_ns() // 1_000_000
+    ids = [new_message_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == i for u, i in zip(parsed, ids, strict=True))
+    stamps = [u.int >> 80 for u in parsed]
+    assert before <= min(stamps)
+    assert max(stamps) <= after
+    assert stamps == sorted(stamps)
+    assert len(set(ids)) == len(ids)
+    time.sleep(0.002)
+    assert new_message_id() > max(ids)  # a later millisecond sorts after, as text too
