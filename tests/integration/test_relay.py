@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 
 from oms_shared.outbox import OutgoingMessage, write_outbox
 from oms_shared.relay import OutboxRelay
@@ -88,3 +89,56 @@ class TestRelayLeadership:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, timeout=10)
             await producer.stop()
+
+
+class TestRelayBatches:
+    async def test_rows_of_many_keys_and_two_topics_arrive_once_in_key_order_on_the_default_partition(
+        self, fresh_service_db: Any, stack: Any
+    ) -> None:
+        """A round goes out as one batch per partition: each key keeps its row order, on murmur2's partition."""
+        pool = await fresh_service_db("relay")
+        dsn = stack.service_url("relay_test")
+        names = [f"oms.relaytest.m{uuid.uuid4().hex[:12]}.v1" for _ in range(2)]
+        created = [Topic(name, "k", "relay batches", partitions=6, retention_ms=3600_000) for name in names]
+        await ensure_topics(support.bootstrap_servers(), created)
+        keys = [f"order-{n}" for n in range(9)]
+        messages = [
+            OutgoingMessage(
+                names[n % 2],
+                support.envelope_for(Increment(counter=f"{keys[n % 9]}:{n}", amount=1), key=keys[n % 9]),
+            )
+            for n in range(240)
+        ]
+        async with pool.acquire() as conn, conn.transaction():
+            await write_outbox(conn, messages)
+        producer = await support.started_producer()
+        relay = OutboxRelay(producer, dsn=dsn, batch_size=100, poll_interval_s=0.2)
+        task = asyncio.create_task(relay.run())
+        consumer = AIOKafkaConsumer(
+            *names,
+            bootstrap_servers=support.bootstrap_servers(),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        got: dict[tuple[str, bytes], list[tuple[int, str]]] = {}
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while sum(map(len, got.values())) < len(messages) and asyncio.get_running_loop().time() < deadline:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for r in records:
+                        counter = Increment.model_validate_json(r.value).counter
+                        got.setdefault((r.topic, r.key), []).append((r.partition, counter))
+        finally:
+            await consumer.stop()
+            relay.stop()
+            await asyncio.wait_for(task, timeout=10)
+            await producer.stop()
+        default = DefaultPartitioner()
+        for (topic, key), seen in got.items():
+            wanted = [Increment.model_validate_json(m.envelope.data).counter for m in messages
+                      if m.topic == topic and m.envelope.key == key]  # fmt: skip
+            assert [counter for _, counter in seen] == wanted, "once each, in row order per key"
+            assert {p for p, _ in seen} == {default(key, list(range(6)), list(range(6)))}
+        assert sum(map(len, got.values())) == len(messages)
+        assert len({p for seen in got.values() for p, _ in seen}) > 1, "the round spread over several partitions"
