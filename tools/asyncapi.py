@@ -45,7 +45,11 @@ CLOUDEVENTS_HEADERS: dict[str, Any] = {
     "required": ["ce_specversion", "ce_id", "ce_type", "ce_source"],
     "properties": {
         "ce_specversion": {"type": "string", "const": "1.0"},
-        "ce_id": {"type": "string", "description": "Unique message id (UUID); the deduplication key."},
+        "ce_id": {
+            "type": "string",
+            "description": "Unique message id, the deduplication key: a UUID (version 7, time-ordered, when the OMS "
+            + "mints it).",
+        },
         "ce_type": {"type": "string", "description": "The message type, e.g. oms.order.place-order.v1."},
         "ce_source": {"type": "string", "description": "Who produced the message, e.g. oms/order."},
         "ce_time": {"type": "string", "format": "date-time"},
