@@ -44,13 +44,14 @@ def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        # A relay round reaches the producer whole (no yield between its sends), so a
-        # linger does not fill its batches; it holds the round, and the relay's next round
-        # waits for the acknowledgement. Measured here: without it one produce->consume
-        # hop is 2 ms faster at low load (p50 3.4 -> 1.5 ms), but under load rounds get
-        # smaller and more frequent, and the full benchmark sustained 100 orders/s instead
-        # of 125. Kept until the relay paces its rounds itself only when busy.
-        linger_ms=2,
+        # A relay round reaches the producer whole (one batch per partition, appended
+        # without a yield), so a linger does not fill its batches: it only holds the round.
+        # With 2 ms (kept while the relay sent row by row: without it, rounds got small
+        # under load and the full benchmark sustained 100 orders/s instead of 125), two
+        # back-to-back A/B pairs with batched rounds gave at 100 orders/s p50 44.7 / 44.4
+        # -> 39.1 / 33.6 ms without a linger, at 300/s p50 466 / 427 -> 375 / 364 ms and
+        # p99 1,094 / 867 -> 808 / 691 ms.
+        linger_ms=0,
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
         partitioner=KeyHashPartitioner(),
