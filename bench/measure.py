@@ -99,6 +99,35 @@ def latencies(published: dict[str, float], collector: StatusCollector) -> dict[s
     return result
 
 
+def over_time(
+    published: dict[str, float], times: dict[str, dict[str, float]], milestone: str = "reserved", window_s: float = 10.0
+) -> list[dict[str, float]]:
+    """Latency to ``milestone`` by publish window: where in a long step the tail comes from.
+
+    One entry per ``window_s`` of publishing (seconds since the first order): orders placed,
+    p50 and p99 in ms of those that reached the milestone, and how many did not.
+    """
+    if not published:
+        return []
+    first = min(published.values())
+    windows: dict[int, list[float]] = {}
+    missing: dict[int, int] = {}
+    for order_id, sent in published.items():
+        index = int((sent - first) // window_s)
+        reached = times.get(order_id, {}).get(milestone)
+        windows.setdefault(index, [])
+        if reached is None:
+            missing[index] = missing.get(index, 0) + 1
+        else:
+            windows[index].append(reached - sent)
+    rows = []
+    for index in sorted(windows):
+        stats = percentiles(windows[index])
+        rows.append({"start_s": index * window_s, "orders": len(windows[index]) + missing.get(index, 0),
+                     "p50": stats["p50"], "p99": stats["p99"], "missing": missing.get(index, 0)})  # fmt: skip
+    return rows
+
+
 class BacklogProbe:
     """Messages not yet consumed, per consumer group (end offset - committed offset, summed).
 

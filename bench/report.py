@@ -163,6 +163,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         lines += ["## Who falls behind", "",
                   f"Backlog per consumer group at the end of the {beyond['offered_rate']:g}/s step: {lag}.", ""]  # fmt: skip
     lines += _path_table(steps)
+    lines += _over_time_table(steps)
     lines += _consumers_table(next((s for s in steps if s["offered_rate"] == best), None))
     top = next((s for s in steps if s["offered_rate"] == best), None)
     if top and top.get("messages_per_order_by_topic"):
@@ -175,6 +176,22 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         sc = result["scaling"]
         lines += ["## Scaling", "", sc.get("summary", json.dumps(sc)), ""]
     return "\n".join(lines)
+
+
+def _over_time_table(steps: list[dict[str, Any]], min_duration_s: float = 120.0) -> list[str]:
+    """intake->reserved by 10 s of publishing, for long steps: where in the step the tail comes from."""
+    lines: list[str] = []
+    for step in steps:
+        rows = step.get("reserved_over_time") or []
+        if step["duration_s"] < min_duration_s or not rows:
+            continue
+        lines += [f"## intake->reserved over the {step['offered_rate']:g}/s step", "",
+                  "By 10 s of publishing (seconds since the step's first order): orders placed, p50 / p99 ms of "
+                  "those reserved, orders not reserved.", "",
+                  "| from s | orders | p50 ms | p99 ms | not reserved |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {r['start_s']:g} | {r['orders']} | {r['p50']} | {r['p99']} | {r['missing']} |" for r in rows]
+        lines += [""]
+    return lines
 
 
 def _path_table(steps: list[dict[str, Any]]) -> list[str]:

@@ -43,6 +43,7 @@ from measure import (  # noqa: E402
     backlog,
     find_processes,
     latencies,
+    over_time,
 )
 
 from oms_shared import topics  # noqa: E402
@@ -331,6 +332,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         "throughput_reserved": round(sum(1 for t in reserved_times if t <= started + window + 1) / window, 1),
         "throughput_shipped": round(sum(1 for t in shipped_times if t <= started + window + 1) / window, 1),
         "latency_ms": lat,
+        "reserved_over_time": over_time(published, collector.times),
         "path_ms": path_ms,
         "backlog": lag_series,
         "backlog_growth_per_s": growth,

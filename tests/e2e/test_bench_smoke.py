@@ -31,6 +31,9 @@ class TestBenchmarkSmoke:
         assert step["shipped"] == 30, "and shipped"
         assert step["latency_ms"]["reserved"]["n"] == 30
         assert 0 < step["latency_ms"]["reserved"]["p50"] <= step["latency_ms"]["reserved"]["p99"]
+        windows = step["reserved_over_time"]  # 30 orders over ~3 s of publishing
+        assert sum(w["orders"] for w in windows) == 30
+        assert sum(w["missing"] for w in windows) == 0
         assert step["messages_per_order"] > 5
         assert {"order", "inventory", "kafka", "postgres"} <= set(step["resources"])
         # Every hop of intake->reserved is decomposed, from the 30 orders' own messages.

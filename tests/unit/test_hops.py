@@ -74,3 +74,26 @@ def test_consumer_rates_are_differences_over_the_step() -> None:
     assert order["begin_ms"] == 2.0
     assert order["commit_ms"] == 3.0
     assert order["writes_ms"] == 0.0
+
+
+def test_latency_over_time_splits_a_step_by_publish_window() -> None:
+    """Orders of a step, 10 s windows: the slow window shows, an order never reserved is counted apart."""
+    import report
+    from measure import over_time
+
+    published = {"a": 100.0, "b": 105.0, "c": 112.0, "d": 119.0, "e": 125.0}
+    times = {
+        "a": {"reserved": 100.020},
+        "b": {"reserved": 105.040},
+        "c": {"reserved": 113.500},  # the slow window
+        "d": {"accepted": 119.1},  # never reserved
+        "e": {"reserved": 125.030},
+    }
+    rows = over_time(published, times)
+    assert [(r["start_s"], r["orders"], r["missing"]) for r in rows] == [(0.0, 2, 0), (10.0, 2, 1), (20.0, 1, 0)]
+    assert rows[1]["p99"] == 1500.0
+    assert rows[0]["p50"] == 30.0
+    assert over_time({}, {}) == []
+    step = {"offered_rate": 300.0, "duration_s": 600.0, "reserved_over_time": rows}
+    table = report._over_time_table([step, {**step, "duration_s": 60.0}])
+    assert table.count("| 10 | 2 | 1500.0 | 1500.0 | 1 |") == 1  # long steps only
