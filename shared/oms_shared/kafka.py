@@ -44,14 +44,14 @@ def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        # A relay round reaches the producer whole (one batch per partition, appended
-        # without a yield), so a linger does not fill its batches: it only holds the round.
-        # With 2 ms (kept while the relay sent row by row: without it, rounds got small
-        # under load and the full benchmark sustained 100 orders/s instead of 125), two
-        # back-to-back A/B pairs with batched rounds gave at 100 orders/s p50 44.7 / 44.4
-        # -> 39.1 / 33.6 ms without a linger, at 300/s p50 466 / 427 -> 375 / 364 ms and
-        # p99 1,094 / 867 -> 808 / 691 ms.
-        linger_ms=0,
+        # A relay round reaches the producer whole (one batch per partition), so a linger
+        # does not fill its batches; it holds the round, and the relay's next round waits
+        # for the acknowledgement, which paces the rounds under load. Without it, two
+        # back-to-back 40 s A/B pairs looked better (300/s p99 1,094 / 867 -> 808 / 691 ms),
+        # but both long runs were worse: the full benchmark sustained 250 orders/s instead
+        # of 300, and ten minutes at 300/s fell behind after ~220 s (p99 30 s) where the same
+        # code with 2 ms kept up. Kept until the relay paces its rounds itself when busy.
+        linger_ms=2,
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
         partitioner=KeyHashPartitioner(),
