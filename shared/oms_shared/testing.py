@@ -15,7 +15,7 @@ import asyncpg
 
 from oms_shared.contracts import Contract
 from oms_shared.envelope import Envelope, new_message_id
-from oms_shared.outbox import OutgoingMessage, UnitOfWork
+from oms_shared.outbox import OutgoingMessage, UnitOfWork, unit_of_work
 from oms_shared.runtime import Handler, MessageContext, Prepare
 
 __all__ = ["envelope_of", "handle", "handle_batch", "payloads", "rolled_back"]
@@ -50,17 +50,13 @@ async def handle_batch(
 async def _run(
     pool: asyncpg.Pool[Any], items: Sequence[tuple[Handler, Contract, Envelope]], prepare: Prepare | None = None
 ) -> list[OutgoingMessage]:
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            uow = UnitOfWork(conn, "oms/tests")
-            if prepare is not None:
-                await prepare(uow, [payload for _, payload, _ in items])
-            for handler, payload, envelope in items:
-                await handler(payload, MessageContext(envelope, uow))
-            await uow.flush_parts()
-            emitted = list(uow.pending)
-            await uow.flush()
-        uow.committed()
+    async with unit_of_work(pool, "oms/tests") as uow:
+        if prepare is not None:
+            await prepare(uow, [payload for _, payload, _ in items])
+        for handler, payload, envelope in items:
+            await handler(payload, MessageContext(envelope, uow))
+        await uow.flush_parts()
+        emitted = list(uow.pending)
     return emitted
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode
 
-from oms_shared.settings import ServiceSettings, local_database_url
+from oms_shared.settings import OFF_PATH_FETCH_MIN_BYTES, ServiceSettings, local_database_url
 
 __all__ = ["CommaSet", "SimulatorSettings"]
 
@@ -26,11 +26,8 @@ class SimulatorSettings(ServiceSettings):
     """Fields of every simulator process; both share the ``oms_simulators`` database."""
 
     database_url: str = local_database_url("simulators")
-    #: Off the intake->reserved path: the broker may hold a fetch up to the fetch wait
-    #: for fuller batches. At 100 orders/s this took the four off-path consumers from
-    #: ~53% to ~32% of a core, which the path's consumers got (p99 intake->reserved
-    #: 237/224 -> 180/141 ms in back-to-back runs); shipped latency grows by a few waits.
-    consumer_fetch_min_bytes: int = Field(64 * 1024, ge=1)
+    #: Off the intake->reserved path: fuller, fewer fetches (see OFF_PATH_FETCH_MIN_BYTES).
+    consumer_fetch_min_bytes: int = Field(OFF_PATH_FETCH_MIN_BYTES, ge=1)
     #: The simulator's consumer group (each simulator sets its own default).
     group_id: str
     #: Seed of every random decision: the same seed replays the same world.

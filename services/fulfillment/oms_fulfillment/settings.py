@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from oms_shared.settings import ServiceSettings, local_database_url
+from oms_shared.settings import OFF_PATH_FETCH_MIN_BYTES, ServiceSettings, local_database_url
 
 __all__ = ["FulfillmentSettings"]
 
@@ -17,11 +17,8 @@ class FulfillmentSettings(ServiceSettings):
 
     database_url: str = local_database_url("fulfillment")
     health_port: int = 8083
-    #: Off the intake->reserved path: the broker may hold a fetch up to the fetch wait
-    #: for fuller batches. At 100 orders/s this took the four off-path consumers from
-    #: ~53% to ~32% of a core, which the path's consumers got (p99 intake->reserved
-    #: 237/224 -> 180/141 ms in back-to-back runs); shipped latency grows by a few waits.
-    consumer_fetch_min_bytes: int = Field(64 * 1024, ge=1)
+    #: Off the intake->reserved path: fuller, fewer fetches (see OFF_PATH_FETCH_MIN_BYTES).
+    consumer_fetch_min_bytes: int = Field(OFF_PATH_FETCH_MIN_BYTES, ge=1)
     #: A package holds at most this weight of goods (a heavier single unit travels alone).
     package_limit_grams: int = Field(20_000, ge=1)
     #: Weight of the box and filling, added to every package.

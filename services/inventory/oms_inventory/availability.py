@@ -5,8 +5,8 @@ Handlers and the books of the batch mark the SKUs they changed
 when it flushes. Books that write stock at flush mark their SKUs while flushing; the
 unit of work then flushes this part after them (again, if it had flushed already), so
 the levels read always include their writes. A write that returns the levels it left
-(the reserve statement) hands them over instead (:func:`availability_known`): no read
-for those SKUs unless something marks them changed again later in the batch.
+(the reserve and commit statements) hands them over instead (:func:`availability_known`):
+no read for those SKUs unless something marks them changed again later in the batch.
 """
 
 from __future__ import annotations
