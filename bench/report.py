@@ -186,8 +186,9 @@ def _over_time_table(steps: list[dict[str, Any]], min_duration_s: float = 120.0)
         if step["duration_s"] < min_duration_s or not rows:
             continue
         lines += [f"## intake->reserved over the {step['offered_rate']:g}/s step", "",
-                  "By 10 s of publishing (seconds since the step's first order): orders placed, p50 / p99 ms of "
-                  "those reserved, orders not reserved.", "",
+                  "By 10 s of publishing (seconds since the step's first order"
+                  + (f", which was at {step['started_at']}" if step.get("started_at") else "")
+                  + "): orders placed, p50 / p99 ms of those reserved, orders not reserved.", "",
                   "| from s | orders | p50 ms | p99 ms | not reserved |", "|---|---|---|---|---|"]  # fmt: skip
         lines += [f"| {r['start_s']:g} | {r['orders']} | {r['p50']} | {r['p99']} | {r['missing']} |" for r in rows]
         lines += [""]

@@ -325,6 +325,8 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
     result = {
         "offered_rate": rate,
         "duration_s": duration,
+        # Wall-clock start (UTC ISO), to set the step's windows beside database or broker logs.
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "placed": len(published),
         "loadgen": gen_result,
         "reserved": len(reserved_times),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests import support
@@ -27,6 +28,8 @@ class TestBenchmarkSmoke:
         result = json.loads(result_file.read_text())
         (step,) = result["steps"]
         assert step["placed"] == 30
+        started_at = datetime.fromisoformat(step["started_at"])
+        assert abs((datetime.now(UTC) - started_at).total_seconds()) < 600, started_at
         assert step["reserved"] == 30, "every order offered was reserved"
         assert step["shipped"] == 30, "and shipped"
         assert step["latency_ms"]["reserved"]["n"] == 30

@@ -97,3 +97,5 @@ def test_latency_over_time_splits_a_step_by_publish_window() -> None:
     step = {"offered_rate": 300.0, "duration_s": 600.0, "reserved_over_time": rows}
     table = report._over_time_table([step, {**step, "duration_s": 60.0}])
     assert table.count("| 10 | 2 | 1500.0 | 1500.0 | 1 |") == 1  # long steps only
+    dated = report._over_time_table([{**step, "started_at": "2026-11-26T21:58:40+00:00"}])
+    assert any("which was at 2026-11-26T21:58:40+00:00" in line for line in dated)
