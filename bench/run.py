@@ -325,8 +325,9 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
     result = {
         "offered_rate": rate,
         "duration_s": duration,
-        # Wall-clock start (UTC ISO), to set the step's windows beside database or broker logs.
-        "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+        # When the first order was published (UTC ISO): the origin of reserved_over_time's
+        # windows, to set them beside database or broker logs.
+        "started_at": datetime.fromtimestamp(min(published.values(), default=started), UTC).isoformat(),
         "placed": len(published),
         "loadgen": gen_result,
         "reserved": len(reserved_times),
