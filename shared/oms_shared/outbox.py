@@ -21,30 +21,81 @@ from oms_shared.envelope import Envelope, new_message_id
 from oms_shared.inbox import claim_sql
 from oms_shared.topics import Topic
 
-__all__ = ["NOTIFY_CHANNEL", "BatchPart", "OutgoingMessage", "UnitOfWork", "unit_of_work"]
+__all__ = [
+    "CONFLICT_SQLSTATE",
+    "NOTIFY_CHANNEL",
+    "REPEAT_SQLSTATE",
+    "BatchPart",
+    "OutboxWrite",
+    "OutgoingMessage",
+    "UnitOfWork",
+    "Writer",
+    "outbox_ctes",
+    "outbox_result",
+    "unit_of_work",
+    "write_outbox",
+]
 
 NOTIFY_CHANNEL = "oms_outbox"
 
-_INSERT_ROWS = """
-    INSERT INTO outbox (topic, key, headers, payload)
-    SELECT t, k, h, p FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) AS u(t, k, h, p)"""
+#: SQLSTATE of the inbox check: a message of the batch was handled before (see oms_check).
+REPEAT_SQLSTATE = "OMS01"
+#: SQLSTATE of a writer's check that a row it read was not written since (see oms_check).
+CONFLICT_SQLSTATE = "OMS02"
 
+
+def outbox_ctes(first: int) -> str:
+    """The CTEs ``claimed`` (the inbox claim) and ``inserted`` (the outbox rows) of a unit of
+    work, reading :attr:`OutboxWrite.params` from placeholder ``$first`` on."""
+    t, k, h, p, _, consumer, ids = (f"${first + i}" for i in range(7))
+    return f"""claimed AS ({claim_sql(consumer, ids)}
+    RETURNING 1
+), inserted AS (
+    INSERT INTO outbox (topic, key, headers, payload)
+    SELECT t, k, h, p FROM unnest({t}::text[], {k}::bytea[], {h}::text[], {p}::bytea[]) AS u(t, k, h, p)
+)"""  # noqa: S608  (placeholders only)
+
+
+def outbox_result(first: int) -> str:
+    """Select-list items for the statement ending in :func:`outbox_ctes`: abort it if a message
+    of the claim was handled before (SQLSTATE :data:`REPEAT_SQLSTATE`), and wake the relay."""
+    t, _, _, _, channel, _, ids = (f"${first + i}" for i in range(7))
+    return f"""oms_check((SELECT count(*) FROM claimed) = cardinality({ids}::text[]), '{REPEAT_SQLSTATE}',
+                 'a message of this batch was handled before') AS claimed_all,
+       CASE WHEN cardinality({t}::text[]) > 0 THEN pg_notify({channel}, '') END AS notified"""  # noqa: S608
+
+
+# A unit of work's outbox rows and inbox claim, in one round trip. An id claimed before
+# aborts the statement (the caller's transaction rolls back; see the runtime).
 _INSERT = f"""
-WITH inserted AS ({_INSERT_ROWS}
-)
-SELECT pg_notify($5, '')
+WITH {outbox_ctes(1)}
+SELECT {outbox_result(1)}
 """
 
-# The same, plus the inbox claim of the batch's messages: one round trip for both.
-# Returns how many ids were new; fewer than asked means a repeat, and the caller rolls back.
-_INSERT_AND_CLAIM = f"""
-WITH claimed AS ({claim_sql("$6", "$7")}
-    RETURNING 1
-), inserted AS ({_INSERT_ROWS}
-)
-SELECT (SELECT count(*) FROM claimed) AS claimed,
-       CASE WHEN cardinality($1::text[]) > 0 THEN pg_notify($5, '') END AS notified
-"""  # noqa: S608  (module constants and placeholders only)
+
+@dataclass(frozen=True, slots=True)
+class OutboxWrite:
+    """A unit of work's outbox rows and inbox claim, for a :class:`Writer` that puts them in
+    its own statement: ``WITH <its CTEs>, {outbox_ctes(n)} SELECT ..., {outbox_result(n)}``
+    with :attr:`params` passed from placeholder ``$n`` on."""
+
+    params: tuple[Any, ...]
+    #: How many messages the outbox rows hold, and how many message ids the claim.
+    messages: int
+    claims: int
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to write: no message and no claim."""
+        return not (self.messages or self.claims)
+
+
+class Writer(Protocol):
+    """A part that writes everything its unit of work gathered, outbox and claim included,
+    in ONE statement (:meth:`UnitOfWork.write_with`)."""
+
+    async def write(self, outbox: OutboxWrite) -> None:
+        """Write the part's state and ``outbox`` in one statement."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +125,21 @@ class UnitOfWork:
 
     A consumer batch is one unit of work, so a service that gathers per-batch state
     in a :class:`BatchPart` turns one statement per message into one per batch.
+
+    With ``one_statement`` the unit of work has no transaction block: its connection
+    is for reads only (they see committed data and lock nothing), and a :class:`Writer`
+    registered with :meth:`write_with` writes everything, outbox and inbox claim
+    included, in one statement that checks its own preconditions (see the runtime).
     """
 
-    def __init__(self, conn: Connection, source: str) -> None:
+    def __init__(self, conn: Connection, source: str, *, one_statement: bool = False) -> None:
         self.conn = conn
         self.source = source
+        self.one_statement = one_statement
         self.pending: list[OutgoingMessage] = []
         self._parts: dict[Callable[[UnitOfWork], Any], BatchPart] = {}
         self._on_commit: list[Callable[[], None]] = []
+        self._writer: Writer | None = None
 
     def part(self, kind: Callable[[UnitOfWork], P]) -> P:
         """The unit of work's ``kind`` part, made by ``kind(self)`` on first use."""
@@ -89,6 +147,11 @@ class UnitOfWork:
         if found is None:
             found = self._parts[kind] = kind(self)
         return found  # type: ignore[return-value]  # keyed by its own factory
+
+    def write_with(self, writer: Writer) -> None:
+        """Let ``writer`` write the outbox rows and the inbox claim in its own statement at
+        :meth:`flush` (after the parts have flushed), instead of a statement of their own."""
+        self._writer = writer
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the transaction has committed (never if it rolls back).
@@ -142,26 +205,28 @@ class UnitOfWork:
             kind = next(iter(self._parts))
             await self._parts.pop(kind).flush()
 
-    async def flush(self, claim: tuple[str, Sequence[str]] | None = None) -> int:
-        """Flush the parts, then insert the queued messages into the outbox in one statement.
+    async def flush(self, claim: tuple[str, Sequence[str]] | None = None) -> None:
+        """Flush the parts, then write the queued messages to the outbox in one statement
+        (the writer's, if one was registered).
 
-        With ``claim`` (consumer, message ids) the same statement records the ids in the
-        consumer's inbox; returns how many of them were new (0 without a claim).
+        With ``claim`` (consumer, distinct message ids) the same statement records the ids
+        in the consumer's inbox, and aborts (SQLSTATE :data:`REPEAT_SQLSTATE`) if one of
+        them was recorded before.
         """
         await self.flush_parts()
         messages, self.pending = self.pending, []
-        if claim is not None:
-            consumer, ids = claim
-            claimed: int = await self.conn.fetchval(_INSERT_AND_CLAIM, *_columns(messages), consumer, list(ids))
-            return claimed
-        if messages:
-            await write_outbox(self.conn, messages)
-        return 0
+        consumer, ids = claim if claim is not None else ("", ())
+        outbox = OutboxWrite((*_columns(messages), consumer, list(ids)), len(messages), len(ids))
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.write(outbox)
+        elif not outbox.empty:
+            await self.conn.execute(_INSERT, *outbox.params)
 
 
 async def write_outbox(conn: Connection, messages: list[OutgoingMessage]) -> None:
     """Insert messages into the outbox and notify the relay (at commit)."""
-    await conn.execute(_INSERT, *_columns(messages))
+    await conn.execute(_INSERT, *_columns(messages), "", [])
 
 
 def _columns(messages: list[OutgoingMessage]) -> tuple[Any, ...]:

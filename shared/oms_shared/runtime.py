@@ -12,6 +12,16 @@ A service gives it subscriptions (topic -> {payload model: handler}); the runtim
 5. commits the Kafka offsets, after the database commit (at most every
    ``commit_interval_s``, in the background: a replay is a no-op, see below).
 
+A consumer may run **one-statement** (``one_statement=True``): its first attempt at a
+batch opens no transaction block. The prepare hook and the handlers only read (seeing
+committed rows, locking nothing) and one writer part writes the whole batch, outbox
+and inbox claim included, in ONE statement that is its own transaction. The statement
+checks its preconditions itself (``oms_check``: e.g. each saga still at the version
+read, each message new) and aborts whole if one fails: two round trips per batch
+(read, write) instead of five (BEGIN, read, write, outbox, COMMIT). A repeat or a row
+written concurrently since it was read aborts the statement, and the batch takes the
+claim-first path below, in a transaction whose reads lock, as before.
+
 Transient errors (database or broker down, serialization failure) are retried in
 place with backoff, so the partition's order is kept. If a handler raises
 anything else, the batch is rolled back and replayed one message per transaction
@@ -80,7 +90,13 @@ class MessageContext:
 
     @property
     def conn(self) -> Connection:
-        """The connection of the transaction this message is handled in."""
+        """The connection of the transaction this message is handled in.
+
+        Not for a one-statement consumer's handlers: their unit of work has no
+        transaction, so they write through its writer part only.
+        """
+        if self.uow.one_statement:
+            raise RuntimeError("a one-statement consumer's handlers write through the unit of work's writer")
         return self.uow.conn
 
     def emit(
@@ -118,10 +134,6 @@ class _Decoded:
     handler: Handler
 
 
-class _Repeated(Exception):
-    """The optimistic inbox claim found a message handled before: roll back, replay claiming first."""
-
-
 class _Stopped(Exception):
     """The runtime was asked to stop while waiting to retry: leave offsets uncommitted."""
 
@@ -153,6 +165,7 @@ class ConsumerRuntime:
         batch_size: int = 500,
         prepare: Prepare | None = None,
         commit_interval_s: float = 0.1,
+        one_statement: bool = False,
     ) -> None:
         self.name = name
         self._source = source
@@ -163,6 +176,7 @@ class ConsumerRuntime:
         self._batch_size = batch_size
         self._prepare = prepare
         self._commit_interval_s = commit_interval_s
+        self._one_statement = one_statement
         self._committing: asyncio.Task[None] | None = None
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_commit = 0.0
@@ -283,38 +297,44 @@ class ConsumerRuntime:
         return dead
 
     async def _apply(self, items: list[_Decoded], *, claim_first: bool = True) -> None:
-        ids = [item.envelope.id for item in items]
         clock = _Clock(self.timings.phases_s)
-        async with self._pool.acquire() as conn, conn.transaction():
-            clock.lap("begin")
-            fresh = await claim(conn, self.name, ids) if claim_first else set(ids)
-            expected = len(fresh)
-            uow = UnitOfWork(conn, self._source)
-            if self._prepare is not None and fresh:
-                await self._prepare(uow, [item.payload for item in items if item.envelope.id in fresh])
-            clock.lap("prepare")
-            for item in items:
-                if item.envelope.id not in fresh:
-                    log.debug("duplicate_skipped", message_id=item.envelope.id, **_where(item.record))
-                    continue
-                fresh.discard(item.envelope.id)  # the same id twice in one batch: once only
-                with structlog.contextvars.bound_contextvars(
-                    order_id=item.envelope.correlation_id,
-                    message_id=item.envelope.id,
-                    ce_type=item.envelope.type,
-                    **_where(item.record),
-                ):
-                    await item.handler(item.payload, MessageContext(item.envelope, uow))
-            clock.lap("handlers")
-            if claim_first:
-                await uow.flush()
-            elif await uow.flush(claim=(self.name, list(set(ids)))) < expected:
-                raise _Repeated("the batch holds a message handled before")
-            clock.lap("writes")
+        async with self._pool.acquire() as conn:
+            if self._one_statement and not claim_first:
+                uow = UnitOfWork(conn, self._source, one_statement=True)
+                await self._run_handlers(uow, items, claim_first=False, clock=clock)
+            else:
+                async with conn.transaction():
+                    uow = UnitOfWork(conn, self._source)
+                    await self._run_handlers(uow, items, claim_first=claim_first, clock=clock)
         clock.lap("commit")
         uow.committed()
         failpoints.hit("consumer.after_db_commit")
         self.handled += len(items)
+
+    async def _run_handlers(self, uow: UnitOfWork, items: list[_Decoded], *, claim_first: bool, clock: _Clock) -> None:
+        clock.lap("begin")
+        ids = [item.envelope.id for item in items]
+        fresh = await claim(uow.conn, self.name, ids) if claim_first else set(ids)
+        if self._prepare is not None and fresh:
+            await self._prepare(uow, [item.payload for item in items if item.envelope.id in fresh])
+        clock.lap("prepare")
+        for item in items:
+            if item.envelope.id not in fresh:
+                log.debug("duplicate_skipped", message_id=item.envelope.id, **_where(item.record))
+                continue
+            fresh.discard(item.envelope.id)  # the same id twice in one batch: once only
+            with structlog.contextvars.bound_contextvars(
+                order_id=item.envelope.correlation_id,
+                message_id=item.envelope.id,
+                ce_type=item.envelope.type,
+                **_where(item.record),
+            ):
+                await item.handler(item.payload, MessageContext(item.envelope, uow))
+        clock.lap("handlers")
+        # Claiming with the outbox write: a message handled before aborts the statement
+        # (REPEAT_SQLSTATE), and the caller replays the batch claiming first.
+        await uow.flush(claim=None if claim_first else (self.name, list(set(ids))))
+        clock.lap("writes")
 
     async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run ``step`` until it succeeds, retrying transient errors in place with backoff."""

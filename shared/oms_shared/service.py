@@ -88,6 +88,9 @@ class ServiceSpec:
     group_id: str | None = None
     #: Loads what a batch's handlers need in one go (see :data:`oms_shared.runtime.Prepare`).
     prepare: Prepare | None = None
+    #: Handlers only read and one writer part writes each batch in a single statement
+    #: (see the one-statement mode in :mod:`oms_shared.runtime`).
+    one_statement: bool = False
 
 
 #: Allocations between two young-generation collections (CPython's default: 700).
@@ -164,6 +167,7 @@ async def serve(spec: ServiceSpec) -> bool:
             batch_size=settings.consumer_batch_size,
             prepare=spec.prepare,
             commit_interval_s=settings.consumer_commit_interval_s,
+            one_statement=spec.one_statement,
         )
     resources = Resources(pool, producer, settings, stopping)
     tasks = [asyncio.create_task(relay.run(), name="relay")]

@@ -41,23 +41,48 @@ async def handle(
 
 
 async def handle_batch(
-    pool: asyncpg.Pool[Any], items: Sequence[tuple[Handler, Contract]], *, prepare: Prepare | None = None
+    pool: asyncpg.Pool[Any],
+    items: Sequence[tuple[Handler, Contract]],
+    *,
+    prepare: Prepare | None = None,
+    one_statement: bool = False,
+    message_ids: Sequence[str] | None = None,
 ) -> list[OutgoingMessage]:
-    """Run several messages in one transaction, as the runtime runs a batch (``prepare`` first)."""
-    return await _run(pool, [(handler, payload, envelope_of(payload)) for handler, payload in items], prepare)
+    """Run several messages as the runtime runs a batch (``prepare`` first): in one transaction,
+    or with ``one_statement`` as a one-statement consumer's first attempt does (reads outside a
+    transaction, one write that claims the messages for the consumer ``tests``).
+
+    ``message_ids`` fixes the messages' ids (e.g. to replay a batch).
+    """
+    ids = list(message_ids) if message_ids is not None else [new_message_id() for _ in items]
+    envelopes = [(h, p, envelope_of(p, message_id=i)) for (h, p), i in zip(items, ids, strict=True)]
+    if not one_statement:
+        return await _run(pool, envelopes, prepare)
+    async with pool.acquire() as conn:
+        uow = UnitOfWork(conn, "oms/tests", one_statement=True)
+        emitted = await _handle(uow, envelopes, prepare)
+        await uow.flush(claim=("tests", ids))
+    uow.committed()
+    return emitted
 
 
 async def _run(
     pool: asyncpg.Pool[Any], items: Sequence[tuple[Handler, Contract, Envelope]], prepare: Prepare | None = None
 ) -> list[OutgoingMessage]:
     async with unit_of_work(pool, "oms/tests") as uow:
-        if prepare is not None:
-            await prepare(uow, [payload for _, payload, _ in items])
-        for handler, payload, envelope in items:
-            await handler(payload, MessageContext(envelope, uow))
-        await uow.flush_parts()
-        emitted = list(uow.pending)
+        emitted = await _handle(uow, items, prepare)
     return emitted
+
+
+async def _handle(
+    uow: UnitOfWork, items: Sequence[tuple[Handler, Contract, Envelope]], prepare: Prepare | None
+) -> list[OutgoingMessage]:
+    if prepare is not None:
+        await prepare(uow, [payload for _, payload, _ in items])
+    for handler, payload, envelope in items:
+        await handler(payload, MessageContext(envelope, uow))
+    await uow.flush_parts()
+    return list(uow.pending)
 
 
 def payloads(messages: list[OutgoingMessage], model: type[Contract]) -> list[Any]:

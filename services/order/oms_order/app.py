@@ -28,5 +28,6 @@ def main() -> None:
             migrations=["oms_order.migrations"],
             workers=[deadline_poller(timing, settings.poll_interval_s)],
             prepare=book.SagaCache(settings.saga_cache_size).prepare,
+            one_statement=True,
         )
     )

@@ -1,24 +1,27 @@
 """The sagas and timeline entries one unit of work touches, written once per batch.
 
-A consumer batch is one transaction. Handlers read sagas through the batch's
-:class:`SagaBook` (the runtime's ``prepare`` hook loads and locks every saga the
-batch names, the fingerprints of its new orders and their channels' policies, in one
-statement) and hand it what a transition decided; the book emits the commands at once
-and keeps the new states and statuses. At flush it writes new orders, new and changed
-sagas and the timeline in one statement and emits the statuses with their sequence
-numbers. Per message that is no round trip at all, instead of four (load, save,
-timeline, outbox); per batch, two besides the outbox.
+A consumer batch is one unit of work. Handlers read sagas through the batch's
+:class:`SagaBook` (the runtime's ``prepare`` hook reads every saga the batch names,
+the fingerprints of its new orders, their timelines' last entries and their channels'
+policies, in one statement) and hand it what a transition decided; the book emits the
+commands and the status events at once (each saga keeps its order's last timeline
+number, so the events are numbered before anything is written) and keeps the new
+states. At the end it writes new orders, new and changed sagas, the timeline, refused
+messages, the outbox and the inbox claim in ONE statement (it is the unit of work's
+writer). Per batch that is two round trips, read and write; the order consumer runs
+one-statement (see :mod:`oms_shared.runtime`): no BEGIN, no COMMIT, no locks held
+while the handlers run, and the write checks that every saga is still at the version
+read.
 
 A :class:`SagaCache` keeps the sagas the consumer committed between its batches: the
-load then locks a cached saga and checks its version without reading its document,
-and the document is neither sent nor parsed again (a saga is loaded about ten times
-per order, ~1.8 KB each).
+read is skipped for a cached saga (the write checks its version) and the document is
+neither sent nor parsed again (a saga is loaded about ten times per order, ~1.8 KB
+each).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,24 +32,13 @@ from oms_order.saga_state import Outcome, Saga, Status
 from oms_shared import topics
 from oms_shared.contracts import RawPayload
 from oms_shared.contracts.order import OrderStatusChanged, PlaceOrder, order_id_for
-from oms_shared.errors import RetryableError
-from oms_shared.outbox import UnitOfWork
+from oms_shared.outbox import OutboxWrite, UnitOfWork
 
 __all__ = ["SagaBook", "SagaCache", "prepare"]
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    order_id: str
-    channel: str
-    external_order_id: str
-    status: Status
-    at: datetime
-    causation_id: str | None
-
-
 class SagaBook:
-    """One unit of work's sagas (locked, latest state) and the statuses still to append."""
+    """One unit of work's sagas (latest state) and what it will write."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
@@ -54,32 +46,58 @@ class SagaBook:
         self._sagas: dict[str, Saga | None] = {}
         self._new: set[str] = set()
         self._changed: set[str] = set()
-        self._statuses: list[_Pending] = []
+        self._entries: list[store.Entry] = []
+        self._rejections: list[store.Rejection] = []
         self._policies: dict[str, tuple[str, int]] = {}
         #: order id -> content fingerprint of the accepted order (None: none accepted).
         self._fingerprints: dict[str, str | None] = {}
+        #: order id -> (seq, status) of its timeline's last entry, for orders without a saga here.
+        self._tails: dict[str, tuple[int, str | None]] = {}
         self._new_orders: list[store.NewOrder] = []
         #: Where sagas come from and go back to between batches (the consumer's; None: always read).
         self._cache: SagaCache | None = None
-        #: order id -> the version of its row: as loaded, then as this batch wrote it.
+        #: order id -> the version of its row: as read, then as this batch wrote it.
         self._versions: dict[str, int] = {}
+        uow.write_with(self)
 
     @staticmethod
     def of(uow: UnitOfWork) -> SagaBook:
         """The book of ``uow`` (one per unit of work)."""
         return uow.part(SagaBook)
 
-    async def load(self, saga_ids: Iterable[str], order_ids: Iterable[str] = (), channels: Iterable[str] = ()) -> None:
-        """Load (and lock) what is not in the book yet, in one statement: the sagas of
-        ``saga_ids``, which of ``order_ids`` were accepted, the policies of ``channels``."""
+    async def load(
+        self,
+        saga_ids: Iterable[str],
+        order_ids: Iterable[str] = (),
+        channels: Iterable[str] = (),
+        tails: Iterable[str] = (),
+    ) -> None:
+        """Read what is not in the book yet, in one statement: the sagas of ``saga_ids``
+        (locked, unless the unit of work is one statement), which of ``order_ids`` were
+        accepted, the policies of ``channels``, the timelines' last entries of ``tails``
+        and ``order_ids`` (a new order's id may have entries of refused attempts)."""
         sagas = sorted({i for i in saga_ids if i not in self._sagas})
+        cache = self._cache if self._cache is not None else SagaCache(0)
+        held = cache.take(sagas)
+        if self._uow.one_statement:
+            # The write checks the version of a cached saga: no need to read it now.
+            for i, (version, cached) in held.items():
+                self._sagas[i], self._versions[i] = cached, version
+            sagas = [i for i in sagas if i not in held]
+            held = {}
         orders = sorted({i for i in order_ids if i not in self._fingerprints})
         wanted_channels = sorted({c for c in channels if c not in self._policies})
-        if not (sagas or orders or wanted_channels):
+        wanted_tails = sorted({i for i in (*orders, *tails) if i not in self._tails})
+        if not (sagas or orders or wanted_channels or wanted_tails):
             return
-        held = self._cache.take(sagas) if self._cache is not None else {}
         found = await store.load(
-            self._uow.conn, sagas, orders, wanted_channels, {i: version for i, (version, _) in held.items()}
+            self._uow.conn,
+            sagas,
+            orders,
+            wanted_channels,
+            {i: version for i, (version, _) in held.items()},
+            tails=wanted_tails,
+            lock=not self._uow.one_statement,
         )
         for i in sagas:
             # In the versions but not read: the row is at the version the cache held it at.
@@ -87,6 +105,16 @@ class SagaBook:
         self._versions.update(found.versions)
         self._fingerprints.update({i: found.fingerprints.get(i) for i in orders})
         self._policies.update({c: found.policies.get(c, store.DEFAULT_POLICY) for c in wanted_channels})
+        self._tails.update({i: found.tails.get(i, (0, None)) for i in wanted_tails})
+        await self._complete([saga for i in sagas if (saga := self._sagas[i]) is not None])
+
+    async def _complete(self, sagas: Sequence[Saga]) -> None:
+        """Give sagas saved before they kept their timeline's last entry theirs, from the timeline."""
+        missing = [saga for saga in sagas if saga.timeline_seq is None]
+        if missing:
+            found = await store.load(self._uow.conn, (), tails=[saga.order_id for saga in missing], lock=False)
+            for saga in missing:
+                saga.timeline_seq, saga.timeline_status = found.tails.get(saga.order_id, (0, None))
 
     def keep_in(self, cache: SagaCache) -> None:
         """Take this batch's sagas from ``cache`` when it holds them current; put them back after the commit."""
@@ -94,12 +122,19 @@ class SagaBook:
         self._uow.on_commit(self._put_back)
 
     async def get(self, order_id: str) -> Saga | None:
-        """The order's saga, locked for this transaction; None if there is none."""
+        """The order's saga (locked for this transaction, if it is one); None if there is none."""
         await self.load([order_id])
         return self._sagas[order_id]
 
+    async def due(self, now: datetime, limit: int) -> list[Saga]:
+        """Up to ``limit`` sagas whose deadline has passed, locked (the deadline poller's, in a transaction)."""
+        sagas = await store.due_sagas(self._uow.conn, now, limit)
+        await self._complete(sagas)
+        self._sagas.update({saga.order_id: saga for saga in sagas})
+        return sagas
+
     async def accept(self, order: store.NewOrder) -> str | None:
-        """Accept a new order (inserted at flush), or return the fingerprint of the one accepted before."""
+        """Accept a new order (inserted at the write), or return the fingerprint of the one accepted before."""
         await self.load((), [order.order_id])
         existing = self._fingerprints[order.order_id]
         if existing is None:
@@ -113,14 +148,15 @@ class SagaBook:
         return self._policies[channel]
 
     def started(self, outcome: Outcome, now: datetime, causation_id: str | None) -> None:
-        """A new saga: insert it at flush; emit its commands; queue its statuses."""
-        order_id = outcome.saga.order_id
-        self._sagas[order_id] = outcome.saga
-        self._new.add(order_id)
+        """A new saga (of an order :meth:`accept` took): insert it; emit its commands and statuses."""
+        saga = outcome.saga
+        saga.timeline_seq, saga.timeline_status = self._tails[saga.order_id]
+        self._sagas[saga.order_id] = saga
+        self._new.add(saga.order_id)
         self._publish(outcome, now, causation_id)
 
     def transitioned(self, outcome: Outcome, now: datetime, causation_id: str | None) -> None:
-        """A saga took an input: keep its new state, emit its commands, queue its statuses.
+        """A saga took an input: keep its new state, emit its commands and statuses.
 
         The saga is saved even when the input changed nothing (a stale reply): telling
         would take a copy per transition, which costs more than the rare extra row.
@@ -131,21 +167,16 @@ class SagaBook:
             self._changed.add(order_id)
         self._publish(outcome, now, causation_id)
 
-    def status(
-        self,
-        order_id: str,
-        channel: str,
-        external_order_id: str,
-        statuses: Sequence[Status],
-        now: datetime,
-        causation_id: str | None,
-    ) -> None:
-        """Queue statuses for an order's timeline (and the status topic) without a saga change."""
-        self._statuses += [_Pending(order_id, channel, external_order_id, s, now, causation_id) for s in statuses]
+    async def refuse(self, rejection: store.Rejection, status: Status, now: datetime, causation_id: str) -> None:
+        """Keep a refused intake message and append ``status`` to the timeline of the order it names
+        (an accepted order's, after its saga's entries, or one that has no saga)."""
+        order_id = rejection.order_id
+        await self.load([order_id], tails=[order_id])
+        self._rejections.append(rejection)
+        self._append(order_id, rejection.channel or "", rejection.external_order_id or "", [status], now, causation_id)
 
     def _publish(self, outcome: Outcome, now: datetime, causation_id: str | None) -> None:
         saga = outcome.saga
-        self.status(saga.order_id, saga.channel, saga.external_order_id, outcome.statuses, now, causation_id)
         for command in outcome.commands:
             self._uow.emit(
                 command.topic,
@@ -155,42 +186,70 @@ class SagaBook:
                 causation_id=causation_id,
                 message_id=command.message_id,
             )
+        self._append(saga.order_id, saga.channel, saga.external_order_id, outcome.statuses, now, causation_id)
 
-    async def flush(self) -> None:
-        """Write new orders, new and changed sagas and the timeline (one statement); emit the statuses."""
-        conn = self._uow.conn
-        orders, self._new_orders = self._new_orders, []
-        new = [s for order_id in self._new if (s := self._sagas[order_id]) is not None]
-        changed = [s for order_id in self._changed if (s := self._sagas[order_id]) is not None]
-        pending, self._statuses = self._statuses, []
-        statuses = [(p.order_id, p.status, p.at) for p in pending]
-        inserted, appended = await store.write_batch(conn, orders, new, changed, statuses)
-        if inserted < len(orders):
-            # Another instance accepted one of them since this batch looked: replay the
-            # batch, which will then see it as a duplicate or a conflict.
-            raise RetryableError("an order of this batch was accepted concurrently")
-        for p, entry in zip(pending, appended, strict=True):
+    def _append(
+        self,
+        order_id: str,
+        channel: str,
+        external_order_id: str,
+        statuses: Sequence[Status],
+        now: datetime,
+        causation_id: str | None,
+    ) -> None:
+        """Number ``statuses`` after the order's last timeline entry, queue them for the
+        timeline and emit them on the status topic."""
+        if not statuses:
+            return
+        saga = self._sagas.get(order_id)
+        seq, last = (saga.timeline_seq or 0, saga.timeline_status) if saga is not None else self._tails[order_id]
+        for status in statuses:
+            seq += 1
+            self._entries.append(store.Entry(order_id, seq, status, last, now))
             self._uow.emit(
                 topics.ORDER_STATUS,
                 OrderStatusChanged(
-                    order_id=p.order_id,
-                    channel=p.channel,
-                    external_order_id=p.external_order_id,
-                    seq=entry.seq,
-                    status=p.status.status,
-                    previous_status=entry.previous_status,
-                    reasons=p.status.reasons,
-                    at=p.at,
-                    details=p.status.details,
+                    order_id=order_id,
+                    channel=channel,
+                    external_order_id=external_order_id,
+                    seq=seq,
+                    status=status.status,
+                    previous_status=last,
+                    reasons=status.reasons,
+                    at=now,
+                    details=status.details,
                 ),
-                key=p.order_id,
-                subject=p.order_id,
-                correlation_id=p.order_id,
-                causation_id=p.causation_id,
+                key=order_id,
+                subject=order_id,
+                correlation_id=order_id,
+                causation_id=causation_id,
             )
+            last = status.status
+        if saga is None:
+            self._tails[order_id] = (seq, last)
+            return
+        saga.timeline_seq, saga.timeline_status = seq, last
+        if order_id not in self._new:
+            self._changed.add(order_id)
+
+    async def flush(self) -> None:
+        """Nothing to do before the outbox is written: the book writes with it (:meth:`write`)."""
+
+    async def write(self, outbox: OutboxWrite) -> None:
+        """Write new orders, new and changed sagas, the timeline, refused messages and ``outbox``
+        in one statement (it aborts whole if a saga changed since it was read)."""
+        orders, self._new_orders = self._new_orders, []
+        new = [saga for order_id in self._new if (saga := self._sagas[order_id]) is not None]
+        changed = [(saga, self._versions.get(i)) for i in self._changed if (saga := self._sagas[i]) is not None]
+        entries, self._entries = self._entries, []
+        rejections, self._rejections = self._rejections, []
+        if self._uow.one_statement and any(version is None for _, version in changed):
+            raise RuntimeError("a saga changed in a one-statement batch without the version it was read at")
+        if orders or new or changed or entries or rejections or not outbox.empty:
+            await store.write_batch(self._uow.conn, orders, new, changed, entries, rejections, outbox)
         for saga in new:
             self._versions[saga.order_id] = 1
-        for saga in changed:
+        for saga, _ in changed:
             if saga.order_id in self._versions:
                 self._versions[saga.order_id] += 1
         self._new.clear()

@@ -175,19 +175,20 @@ async def _refuse(
     """Keep a refused intake message and tell the channel why on the status topic."""
     channel, external_id = hint.get("channel"), hint.get("external_order_id")
     order_id = order_id_for(channel, external_id) if channel and external_id else order_id_for("?", ctx.envelope.id)
-    await store.record_rejection(
-        ctx.conn,
-        message_id=ctx.envelope.id,
-        kind=kind,
-        order_id=order_id,
-        channel=channel,
-        external_order_id=external_id,
-        reasons=reasons,
-        raw=raw,
-    )
     label = status or ("conflict" if kind == "conflict" else "rejected")
-    SagaBook.of(ctx.uow).status(
-        order_id, channel or "", external_id or "", [Status(label, reasons, {"intake": kind})], now, ctx.envelope.id
+    await SagaBook.of(ctx.uow).refuse(
+        store.Rejection(
+            message_id=ctx.envelope.id,
+            kind=kind,
+            order_id=order_id,
+            channel=channel,
+            external_order_id=external_id,
+            reasons=reasons,
+            raw=raw,
+        ),
+        Status(label, reasons, {"intake": kind}),
+        now,
+        ctx.envelope.id,
     )
     log.info("intake_refused", order_id=order_id, kind=kind, reasons=list(reasons)[:10])
 

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import structlog
 
-from oms_order import store
 from oms_order.book import SagaBook
 from oms_order.saga import Timeout, Timing, decide
 from oms_shared.outbox import unit_of_work
@@ -27,8 +26,8 @@ async def poll_once(resources: Resources, timing: Timing, limit: int = 200) -> i
     """Handle up to ``limit`` due sagas in one transaction; return how many."""
     now = datetime.now(UTC)
     async with unit_of_work(resources.pool, "oms/order") as uow:
-        sagas = await store.due_sagas(uow.conn, now, limit)
         book = SagaBook.of(uow)
+        sagas = await book.due(now, limit)
         for saga in sagas:
             outcome = decide(saga, Timeout(), now, timing, in_place=True)
             book.transitioned(outcome, now, None)

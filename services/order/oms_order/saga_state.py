@@ -142,6 +142,10 @@ class Saga(_Model):
     cancel_reason: str | None = None
     stuck_reason: str | None = None
     backorder_until: datetime | None = None
+    #: The number and status of the order's last timeline entry (the next ones follow it);
+    #: None in a document written before the saga kept them: read from the timeline.
+    timeline_seq: int | None = None
+    timeline_status: str | None = None
 
     @property
     def closed(self) -> bool:

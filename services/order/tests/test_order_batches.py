@@ -23,6 +23,7 @@ from oms_order.saga_state import Saga
 from oms_shared.contracts import Contract
 from oms_shared.contracts.inventory import ReserveStock
 from oms_shared.contracts.order import OrderStatusChanged, order_id_for
+from oms_shared.outbox import CONFLICT_SQLSTATE, REPEAT_SQLSTATE
 from oms_shared.runtime import Handler
 from oms_shared.testing import handle_batch, payloads
 from tests.intake_samples import valid_order
@@ -176,3 +177,112 @@ def valid_saga_fields(n: int) -> dict[str, Any]:
         "lat": 52.5, "lon": 13.4, "shipping_method": "standard", "currency": "EUR",
         "amount_paid": 100, "payment_reference": "psp",
     }  # fmt: skip
+
+
+class TestOneStatementBatches:
+    """The consumer's first attempt at a batch reads without locks and writes everything in one
+    statement (its own transaction) that checks what the batch read: it aborts whole, or it
+    writes the orders, sagas, timeline, outbox and inbox claim together."""
+
+    async def _written(self, pool: asyncpg.Pool[Any], order_id: str) -> tuple[int, int, int]:
+        """(timeline entries, outbox rows, saga version) of the order."""
+        row = await pool.fetchrow(
+            """SELECT (SELECT count(*) FROM status_history WHERE order_id = $1) AS entries,
+                      (SELECT count(*) FROM outbox WHERE key = $2) AS messages,
+                      (SELECT version FROM sagas WHERE order_id = $1) AS version""",
+            order_id,
+            order_id.encode(),
+        )
+        assert row is not None
+        return row["entries"], row["messages"], row["version"]
+
+    async def _claimed(self, pool: asyncpg.Pool[Any], message_id: str) -> bool:
+        found = await pool.fetchval("SELECT 1 FROM inbox WHERE consumer = 'tests' AND message_id = $1", message_id)
+        return found == 1
+
+    async def test_a_repeated_batch_writes_nothing(self, pool: asyncpg.Pool[Any]) -> None:
+        """The claim is in the write: a message claimed before aborts it, the batch's effects included."""
+        external_id = f"W-{uuid.uuid4().hex[:8]}"
+        order_id, message_id = order_id_for("web", external_id), str(uuid.uuid4())
+        cache = book.SagaCache(10)
+        emitted = await handle_batch(
+            pool, [place(external_order_id=external_id)], prepare=cache.prepare, one_statement=True,
+            message_ids=[message_id],
+        )  # fmt: skip
+        assert timeline(emitted, order_id) == [(1, "received", None), (2, "accepted", "received")]
+        assert await self._claimed(pool, message_id)
+        written = await self._written(pool, order_id)
+        assert written[0] == 2
+        assert written[1] == len(emitted)
+        saga = Saga.model_validate_json(await pool.fetchval("SELECT data FROM sagas WHERE order_id = $1", order_id))
+        assert (saga.timeline_seq, saga.timeline_status) == (2, "accepted")
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await handle_batch(
+                pool, [place(external_order_id=f"W-{uuid.uuid4().hex[:8]}")], prepare=book.prepare,
+                one_statement=True, message_ids=[message_id],
+            )  # fmt: skip
+        assert raised.value.sqlstate == REPEAT_SQLSTATE
+        assert await self._written(pool, order_id) == written
+
+    async def test_a_saga_written_since_it_was_read_aborts_the_batch(self, pool: asyncpg.Pool[Any]) -> None:
+        """The cached saga's row moved on (the poller, another instance): nothing of the batch is written,
+        and the transactional replay (reads that lock) applies it after the other writer's change."""
+        cache = book.SagaCache(10)
+        external_id = f"W-{uuid.uuid4().hex[:8]}"
+        order_id = order_id_for("web", external_id)
+        emitted = await handle_batch(
+            pool, [place(external_order_id=external_id)], prepare=cache.prepare, one_statement=True
+        )
+        (cmd,) = payloads(emitted, ReserveStock)
+        await pool.execute("UPDATE sagas SET version = version + 1 WHERE order_id = $1", order_id)
+        before = await self._written(pool, order_id)
+        message_id = str(uuid.uuid4())
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await handle_batch(
+                pool, [(HANDLERS.on_reply, reserved(cmd))], prepare=cache.prepare, one_statement=True,
+                message_ids=[message_id],
+            )  # fmt: skip
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        assert await self._written(pool, order_id) == before
+        assert not await self._claimed(pool, message_id)
+        replayed = await handle_batch(pool, [(HANDLERS.on_reply, reserved(cmd))], prepare=cache.prepare)
+        assert timeline(replayed, order_id) == [(3, "reserved", "accepted")]
+        assert (await self._written(pool, order_id))[2] == before[2] + 1
+
+    async def test_a_saga_saved_without_its_timeline_tail_continues_the_timeline(self, pool: asyncpg.Pool[Any]) -> None:
+        """A document from before the saga kept its last timeline entry: the book reads it from the timeline."""
+        external_id = f"W-{uuid.uuid4().hex[:8]}"
+        order_id = order_id_for("web", external_id)
+        emitted = await handle_batch(pool, [place(external_order_id=external_id)], prepare=book.prepare)
+        (cmd,) = payloads(emitted, ReserveStock)
+        await pool.execute(
+            "UPDATE sagas SET data = (data::jsonb - 'timeline_seq' - 'timeline_status')::text WHERE order_id = $1",
+            order_id,
+        )
+        replayed = await handle_batch(
+            pool, [(HANDLERS.on_reply, reserved(cmd))], prepare=book.prepare, one_statement=True
+        )
+        assert timeline(replayed, order_id) == [(3, "reserved", "accepted")]
+
+    async def test_a_refused_attempt_then_the_order_share_one_timeline(self, pool: asyncpg.Pool[Any]) -> None:
+        """Refused (no lines), then placed again correctly: the accepted order's entries follow the refusal."""
+        external_id = f"W-{uuid.uuid4().hex[:8]}"
+        order_id = order_id_for("web", external_id)
+        refused = await handle_batch(
+            pool, [place(external_order_id=external_id, lines=[])], prepare=book.prepare, one_statement=True
+        )
+        assert timeline(refused, order_id) == [(1, "rejected", None)]
+        placed = await handle_batch(
+            pool, [place(external_order_id=external_id)], prepare=book.prepare, one_statement=True
+        )
+        assert timeline(placed, order_id) == [(2, "received", "rejected"), (3, "accepted", "received")]
+        kinds = await pool.fetch("SELECT kind, reasons FROM intake_rejections WHERE order_id = $1", order_id)
+        assert [r["kind"] for r in kinds] == ["invalid"]
+        assert kinds[0]["reasons"]
+
+
+@pytest.mark.parametrize(
+    "values", [(), ("plain",), ('with "quotes"', "back\\slash", "comma, {braces}", "", "NULL", "ünïcode")]
+)
+async def test_text_array_literals_survive_the_round_trip(pool: asyncpg.Pool[Any], values: tuple[str, ...]) -> None:
+    assert tuple(await pool.fetchval("SELECT $1::text::text[]", store.text_array(values))) == values
