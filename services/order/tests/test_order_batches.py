@@ -198,7 +198,7 @@ class TestOneStatementBatches:
 
     async def _claimed(self, pool: asyncpg.Pool[Any], message_id: str) -> bool:
         found = await pool.fetchval("SELECT 1 FROM inbox WHERE consumer = 'tests' AND message_id = $1", message_id)
-        return found == 1
+        return bool(found == 1)
 
     async def test_a_repeated_batch_writes_nothing(self, pool: asyncpg.Pool[Any]) -> None:
         """The claim is in the write: a message claimed before aborts it, the batch's effects included."""
