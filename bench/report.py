@@ -222,12 +222,15 @@ def _consumers_table(step: dict[str, Any] | None) -> list[str]:
     lines = [f"## Consumers at {step['offered_rate']:g} orders/s", "",
              "From each service's health endpoint over the step: *busy* is the share of wall time spent "
              "handling batches; the phases split a batch's transaction (ms per batch): BEGIN, the "
-             "prepare hook, the handlers, the writes (parts, outbox, inbox), COMMIT.", "",
-             "| service | batches/s | messages/batch | busy % | " + " | ".join(phases) + " |",
-             "|---|---|---|---|" + "---|" * len(phases)]  # fmt: skip
+             "prepare hook, the handlers, the writes (parts, outbox, inbox), COMMIT (a one-statement "
+             "consumer has no BEGIN or COMMIT: its write is its transaction); *replayed*: batches whose "
+             "first attempt failed (a repeat, a concurrent writer) and ran again claiming first.", "",
+             "| service | batches/s | messages/batch | busy % | replayed | " + " | ".join(phases) + " |",
+             "|---|---|---|---|---|" + "---|" * len(phases)]  # fmt: skip
     for name, c in sorted(step["consumers"].items()):
         cells = " | ".join(f"{c[f'{p}_ms']:g}" for p in phases)
-        lines.append(f"| {name} | {c['batches_per_s']:g} | {c['messages_per_batch']:g} | {c['busy_pct']:g} | {cells} |")
+        lines.append(f"| {name} | {c['batches_per_s']:g} | {c['messages_per_batch']:g} | {c['busy_pct']:g} | "
+                     f"{c.get('replayed', 0)} | {cells} |")  # fmt: skip
     return [*lines, ""]
 
 

@@ -382,6 +382,7 @@ def consumer_rates(before: dict[str, Any], after: dict[str, Any], elapsed_s: flo
             "batches_per_s": round(batches / elapsed_s, 1),
             "messages_per_batch": round((end["handled"] - start["handled"]) / per_batch, 1),
             "busy_pct": round(100 * (end["busy_s"] - start["busy_s"]) / elapsed_s, 1),
+            "replayed": end.get("replayed", 0) - start.get("replayed", 0),
             **{
                 f"{phase}_ms": round(1000 * (end["phases_s"][phase] - start["phases_s"][phase]) / per_batch, 2)
                 for phase in end["phases_s"]

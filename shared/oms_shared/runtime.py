@@ -276,8 +276,9 @@ class ConsumerRuntime:
             return []
         except (_Stopped, asyncio.CancelledError):
             raise
-        except Exception:  # noqa: BLE001, S110  (a repeat or a failure: the claim-first replay tells)
-            pass
+        except Exception as exc:  # noqa: BLE001  (a repeat, a conflict or a failure: the claim-first replay tells)
+            self.timings.replayed += 1
+            log.info("batch_replayed_claiming_first", error=repr(exc)[:300], messages=len(items))
         try:
             await self._retrying(lambda: self._apply(items))
             return []
@@ -388,6 +389,8 @@ class Timings:
     """
 
     batches: int = 0
+    #: Batches whose first attempt failed (a repeat, a concurrent writer, a handler) and were replayed claiming first.
+    replayed: int = 0
     busy_s: float = 0.0
     phases_s: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("begin", "prepare", "handlers", "writes", "commit"), 0.0)
@@ -396,6 +399,7 @@ class Timings:
     def as_dict(self) -> dict[str, object]:
         return {
             "batches": self.batches,
+            "replayed": self.replayed,
             "busy_s": round(self.busy_s, 6),
             "phases_s": {k: round(v, 6) for k, v in self.phases_s.items()},
         }

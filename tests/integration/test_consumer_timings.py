@@ -45,6 +45,7 @@ class TestConsumerTimings:
         timings = after["consumer"]
         assert 1 <= timings["batches"] <= 20
         assert timings["busy_s"] > 0
+        assert timings["replayed"] == 0  # fresh messages, no failure: every batch's first attempt stood
         phases = timings["phases_s"]
         assert set(phases) == {"begin", "prepare", "handlers", "writes", "commit"}
         # Each batch waits on the database for BEGIN, its handlers' inserts, the outbox and COMMIT.

@@ -59,6 +59,7 @@ def test_consumer_rates_are_differences_over_the_step() -> None:
     after = {
         "order": {
             "batches": 110,
+            "replayed": 3,
             "handled": 2100,
             "busy_s": 6.0,
             "phases_s": {**phases, "begin": 0.2, "commit": 0.3},
@@ -71,6 +72,7 @@ def test_consumer_rates_are_differences_over_the_step() -> None:
     assert order["batches_per_s"] == 10.0
     assert order["messages_per_batch"] == 20.0
     assert order["busy_pct"] == 50.0
+    assert order["replayed"] == 3  # "replayed" missing before: read as 0
     assert order["begin_ms"] == 2.0
     assert order["commit_ms"] == 3.0
     assert order["writes_ms"] == 0.0
