@@ -119,6 +119,12 @@ def fresh_service_db(stack: Any) -> Any:
     return make
 
 
+#: The harness's two ways of writing a batch: in a transaction, and one-statement (see oms_shared.runtime).
+HARNESS_MODES = pytest.mark.parametrize(
+    "mode", [{}, {"HARNESS_ONE_STATEMENT": "true"}], ids=["transaction", "one-statement"]
+)
+
+
 def new_harness(
     harness_dsn: str, started: list[support.ServiceProcess], topic: Topic, **env: str
 ) -> support.ServiceProcess:

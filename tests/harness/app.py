@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from oms_shared.contracts import Contract
+from oms_shared.outbox import OutboxWrite, UnitOfWork, outbox_ctes, outbox_result
 from oms_shared.runtime import MessageContext, Subscription
 from oms_shared.service import ServiceSpec, run
 from oms_shared.settings import ServiceSettings, local_database_url
@@ -51,6 +52,40 @@ async def on_increment(cmd: Increment, ctx: MessageContext) -> None:
     ctx.emit(EVENTS, Incremented(counter=cmd.counter, amount=cmd.amount), key=cmd.counter)
 
 
+class Effects:
+    """The one-statement harness's writer: a batch's effect rows, outbox and inbox claim in one statement."""
+
+    _WRITE = f"""
+    WITH effects_written AS (
+        INSERT INTO effects (message_id, counter, amount, worker)
+        SELECT m, c, a, $4 FROM unnest($1::text[], $2::text[], $3::int[]) AS u(m, c, a)
+    ), {outbox_ctes(5)}
+    SELECT {outbox_result(5)}
+    """
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self.rows: list[tuple[str, str, int]] = []
+        uow.write_with(self)
+
+    async def flush(self) -> None:
+        """Nothing before the outbox: written with it."""
+
+    async def write(self, outbox: OutboxWrite) -> None:
+        rows, self.rows = self.rows, []
+        await self._uow.conn.execute(
+            self._WRITE, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], os.getpid(), *outbox.params
+        )
+
+
+async def on_increment_one_statement(cmd: Increment, ctx: MessageContext) -> None:
+    """The same effect through a writer part, for a one-statement consumer (no transaction block)."""
+    if cmd.counter.startswith("explode"):
+        raise RuntimeError("the harness was told to fail on this message")
+    ctx.uow.part(Effects).rows.append((ctx.envelope.id, cmd.counter, cmd.amount))
+    ctx.emit(EVENTS, Incremented(counter=cmd.counter, amount=cmd.amount), key=cmd.counter)
+
+
 class HarnessSettings(ServiceSettings):
     """HARNESS_-prefixed settings."""
 
@@ -59,6 +94,8 @@ class HarnessSettings(ServiceSettings):
     database_url: str = local_database_url("harness")
     commands_topic: str = "oms.harness.commands.v1"
     group_id: str = "oms-harness"
+    #: Run the consumer one-statement (see oms_shared.runtime), effects written by :class:`Effects`.
+    one_statement: bool = False
 
 
 def main() -> None:
@@ -68,8 +105,14 @@ def main() -> None:
         ServiceSpec(
             name="harness",
             settings=settings,
-            subscriptions=[Subscription(commands_topic(settings.commands_topic), {Increment: on_increment})],
+            subscriptions=[
+                Subscription(
+                    commands_topic(settings.commands_topic),
+                    {Increment: on_increment_one_statement if settings.one_statement else on_increment},
+                )
+            ],
             migrations=["tests.harness.migrations"],
             group_id=settings.group_id,
+            one_statement=settings.one_statement,
         )
     )

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from oms_shared.envelope import Envelope
 from oms_shared.topics import Topic
 from tests import support
-from tests.fixtures import new_harness
+from tests.fixtures import HARNESS_MODES, new_harness
 from tests.harness.app import Increment
 
 
@@ -46,6 +46,7 @@ async def read_dead_letters(topic: Topic, key: bytes, expected: int) -> list[dic
 class TestPoisonMessages:
     """Undecodable, schema-invalid and unknown messages are dead-lettered, never block the partition."""
 
+    @HARNESS_MODES
     async def test_poison_goes_to_dlt_and_next_message_is_processed(
         self,
         producer: AIOKafkaProducer,
@@ -53,6 +54,7 @@ class TestPoisonMessages:
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
         harness_topic: Topic,
+        mode: dict[str, str],
     ) -> None:
         key = f"poison-{uuid.uuid4()}"
         good = Increment(counter=key, amount=1)
@@ -66,7 +68,7 @@ class TestPoisonMessages:
             ("unknown_type", raw(good.model_dump_json().encode(), ce_type="oms.harness.unheard-of.v1")),
             ("handler", raw(Increment(counter=f"explode-{key}", amount=1).model_dump_json().encode())),
         ]
-        proc = new_harness(harness_dsn, harness, harness_topic).start()
+        proc = new_harness(harness_dsn, harness, harness_topic, **mode).start()
         await proc.wait_ready()
         for _, envelope in poison:
             await support.publish(producer, harness_topic.name, envelope)
@@ -95,3 +97,4 @@ class TestPoisonMessages:
         health = proc.health()
         assert health is not None
         assert health["ready"] is True
+        assert health["consumer"]["replayed"] >= 1  # the exploding handler's batch ran again claiming first

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from oms_shared.outbox import OutgoingMessage, write_outbox
 from oms_shared.topics import Topic
 from tests import support
-from tests.fixtures import new_harness
+from tests.fixtures import HARNESS_MODES, new_harness
 from tests.harness.app import Increment
 
 
@@ -35,6 +35,7 @@ async def wait_effects(db: asyncpg.Connection[Any], counter: str, expected: int,
 class TestExactlyOneEffect:
     """Crashes between two steps and duplicate publication never double or lose an effect."""
 
+    @HARNESS_MODES
     async def test_consumer_killed_after_db_commit_before_offset_commit(
         self,
         producer: AIOKafkaProducer,
@@ -42,10 +43,13 @@ class TestExactlyOneEffect:
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
         harness_topic: Topic,
+        mode: dict[str, str],
     ) -> None:
         """SIGKILL between the database commit and the offset commit: the replay is a no-op."""
         counter = f"kill-consumer-{uuid.uuid4()}"
-        first = new_harness(harness_dsn, harness, harness_topic, OMS_FAILPOINTS="consumer.after_db_commit").start()
+        first = new_harness(
+            harness_dsn, harness, harness_topic, OMS_FAILPOINTS="consumer.after_db_commit", **mode
+        ).start()
         await first.wait_ready()
         for _ in range(20):
             await support.publish(
@@ -54,7 +58,7 @@ class TestExactlyOneEffect:
         assert await first.wait_exit(timeout=60) == -9, "the failpoint should have killed the consumer"
         assert (await effects(harness_db, counter))[0] >= 1, "the crash came after a database commit"
 
-        second = new_harness(harness_dsn, harness, harness_topic).start()
+        second = new_harness(harness_dsn, harness, harness_topic, **mode).start()
         await second.wait_ready()
         await wait_effects(harness_db, counter, 20)
         await second.wait_ready()  # one more round trip: nothing else may arrive late
@@ -93,6 +97,7 @@ class TestExactlyOneEffect:
         await support.eventually(outbox_drained, what="outbox drained")
         assert await effects(harness_db, counter) == (10, 10)
 
+    @HARNESS_MODES
     async def test_same_message_published_twice(
         self,
         producer: AIOKafkaProducer,
@@ -100,11 +105,12 @@ class TestExactlyOneEffect:
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
         harness_topic: Topic,
+        mode: dict[str, str],
     ) -> None:
         """The same ce_id published twice (in one batch and again later) has one effect."""
         counter = f"dup-{uuid.uuid4()}"
         envelope = support.envelope_for(Increment(counter=counter, amount=1), key=counter)
-        proc = new_harness(harness_dsn, harness, harness_topic).start()
+        proc = new_harness(harness_dsn, harness, harness_topic, **mode).start()
         await proc.wait_ready()
         await support.publish(producer, harness_topic.name, envelope)
         await support.publish(producer, harness_topic.name, envelope)
