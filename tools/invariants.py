@@ -19,6 +19,8 @@ services' APIs, so a bug in a service cannot hide itself):
   completed_unpaid_back  a completed order whose refund ledger differs from what the saga owed
   duplicate_shipment     more than one live shipment for one fulfillment
   orphan_record          a record in a participant for an order the order service does not know
+  timeline_gap           an order's timeline does not number its entries 1, 2, ... without a gap
+  timeline_tail          a saga's kept last timeline entry (timeline_seq, timeline_status) is not its timeline's last
 
 Parked (stuck) orders are not violations; they are reported as ``stuck`` so an
 operator sees them. Exit status 0 when every violation count is zero, 1 otherwise.
@@ -78,7 +80,7 @@ async def check(dsns: dict[str, str], *, settle_s: float = 0.0, orders: Iterable
     for name in (
         "oversell", "conservation", "reserved_drift", "open_order", "refund_above_paid", "refund_mismatch",
         "ended_order_holds_stock", "cancelled_but_shipped", "cancelled_not_refunded", "completed_undelivered",
-        "completed_unpaid_back", "duplicate_shipment", "orphan_record",
+        "completed_unpaid_back", "duplicate_shipment", "orphan_record", "timeline_gap", "timeline_tail",
     ):  # fmt: skip
         report.violations[name] = 0
 
@@ -105,12 +107,28 @@ async def check(dsns: dict[str, str], *, settle_s: float = 0.0, orders: Iterable
         SELECT order_id::text AS order_id, phase, stuck_reason, (data::jsonb->>'amount_paid')::bigint AS paid,
                (data::jsonb->>'refunded')::bigint AS refunded,
                (data::jsonb->>'refund_due')::bigint AS refund_due,
-               extract(epoch FROM now() - updated_at) AS idle_s
+               extract(epoch FROM now() - updated_at) AS idle_s,
+               (data::jsonb->>'timeline_seq')::int AS kept_seq, data::jsonb->>'timeline_status' AS kept_status
         FROM sagas WHERE $1::text[] IS NULL OR order_id::text = ANY($1::text[])
         """,
         only,
     )
     known = {r["order_id"] for r in sagas}
+    timelines = {
+        r["order_id"]: r
+        for r in await _fetch(
+            dsns["order"],
+            """
+            SELECT order_id::text AS order_id, count(*) AS n, min(seq) AS first, max(seq) AS last,
+                   (array_agg(status ORDER BY seq DESC))[1] AS last_status
+            FROM status_history WHERE $1::text[] IS NULL OR order_id::text = ANY($1::text[]) GROUP BY order_id
+            """,
+            only,
+        )
+    }
+    for oid, t in timelines.items():
+        if t["first"] != 1 or t["last"] != t["n"]:
+            report.add("timeline_gap", example=f"{oid}: {t['n']} entries numbered {t['first']}..{t['last']}")
     report.orders = len(sagas)
     reservations: dict[str, dict[str, int]] = defaultdict(dict)
     for row in await _fetch(inv, "SELECT order_id, state, sum(quantity) AS q FROM reservations GROUP BY 1, 2"):
@@ -136,6 +154,10 @@ async def check(dsns: dict[str, str], *, settle_s: float = 0.0, orders: Iterable
         ledger = refunds.get(oid, 0)
         held = reservations.get(oid, {})
         statuses = shipments.get(oid, [])
+        tail = timelines.get(oid)
+        kept = (saga["kept_seq"], saga["kept_status"])
+        if kept[0] is not None and kept != ((tail["last"], tail["last_status"]) if tail else (0, None)):
+            report.add("timeline_tail", example=f"{oid}: saga keeps {kept}, timeline ends {tail and tail['last']}")
         if saga["stuck_reason"]:
             report.stuck += 1
         elif phase not in TERMINAL and saga["idle_s"] >= settle_s:

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from oms_shared import topics
 from oms_shared.contracts.order import OrderStatusChanged
 from tests import support
-from tests.e2e.journey import MANUAL, Journey, OutsideWorld, order_payload
+from tests.e2e.journey import MANUAL, Journey, OutsideWorld, order_payload, tools_invariants
 
 NEAR_MANUAL = (51.30, 12.40)  # Leipzig: the manual warehouse is the nearest
 
@@ -42,6 +42,25 @@ class TestHappyPaths:
         assert await journey.stock(item) == {"WH-BER": (8, 0)}
         await journey.check_invariants([order_id])
         await self._status_topic_matches(journey, order_id, statuses)
+        await self._checker_sees_a_broken_timeline(journey, order_id)
+
+    async def _checker_sees_a_broken_timeline(self, journey: Journey, order_id: str) -> None:
+        """The invariant checker would tell a saga whose kept last entry drifted, and a gap in a timeline."""
+        db = journey.order_db
+
+        async def found() -> tuple[int, int]:
+            report = await tools_invariants().check(journey.dsns, orders=[order_id])
+            return report.violations["timeline_tail"], report.violations["timeline_gap"]
+
+        keep = "UPDATE sagas SET data = jsonb_set(data::jsonb, '{timeline_seq}', $2::jsonb)::text WHERE order_id = $1"
+        await db.execute(keep, order_id, 10)
+        assert await found() == (1, 0)
+        await db.execute(keep, order_id, 11)
+        renumber = "UPDATE status_history SET seq = $3 WHERE order_id = $1 AND seq = $2"
+        await db.execute(renumber, order_id, 11, 12)
+        assert await found() == (1, 1)
+        await db.execute(renumber, order_id, 12, 11)
+        assert await found() == (0, 0)
 
     async def _status_topic_matches(self, journey: Journey, order_id: str, statuses: list[str]) -> None:
         """The public status topic carries the same timeline, in order, keyed by order id."""
