@@ -185,13 +185,6 @@ def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
 # (another instance may have accepted one since: 40001, retried), every new saga
 # inserted and every changed saga still at the version read (OMS02: replayed in a
 # transaction that locks), and every message of the batch new (the outbox's check).
-# The `deadline` column is when the poller must wake the saga at the latest, not exactly
-# its next deadline: a transition that pushes the deadline later, or leaves the saga
-# waiting without one, keeps the earlier one while it is still ahead (the poller then
-# finds nothing due, a no-op, and sets the exact one); a closed saga's is cleared. So
-# most updates leave every indexed column as it was and are HOT (the row rewritten in
-# its page, no index entries: see migration 0006); before, each transition re-armed or
-# cleared the reply timer and every saga update wrote index entries.
 # The timeline's numbers come from the caller (the saga keeps its order's last one), so
 # the status events are built before the write: a number taken twice is a primary key
 # violation. Reasons come as text[] literals (asyncpg would read a list of lists as a
@@ -213,12 +206,8 @@ WITH new_orders AS (
     ON CONFLICT DO NOTHING
     RETURNING 1
 ), changed_sagas AS (
-    UPDATE sagas SET phase = u.p, status = u.s, data = u.d, stuck_reason = u.r, version = version + 1,
-                     updated_at = now(),
-                     deadline = CASE WHEN u.dl IS NULL AND u.p IN ('completed', 'cancelled', 'rejected') THEN NULL
-                                     WHEN sagas.deadline > now() AND sagas.deadline <= coalesce(u.dl, 'infinity')
-                                     THEN sagas.deadline
-                                     ELSE u.dl END
+    UPDATE sagas SET phase = u.p, status = u.s, data = u.d, deadline = u.dl, stuck_reason = u.r,
+                     version = version + 1, updated_at = now()
     FROM unnest($17::uuid[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::text[], $23::int[])
          AS u(o, p, s, d, dl, r, v)
     WHERE sagas.order_id = u.o AND (u.v IS NULL OR sagas.version = u.v)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,7 +18,6 @@ from order_saga_kit import reserved
 
 from oms_order import book, store
 from oms_order.handlers import CancelOrderMessage, Handlers, PlaceOrderMessage
-from oms_order.poller import poll_once
 from oms_order.saga import Timing
 from oms_order.saga_state import Saga
 from oms_shared.contracts import Contract
@@ -27,7 +25,6 @@ from oms_shared.contracts.inventory import ReserveStock
 from oms_shared.contracts.order import OrderStatusChanged, order_id_for
 from oms_shared.outbox import CONFLICT_SQLSTATE, REPEAT_SQLSTATE
 from oms_shared.runtime import Handler
-from oms_shared.service import Resources
 from oms_shared.testing import handle_batch, payloads
 from tests.intake_samples import valid_order
 
@@ -289,33 +286,3 @@ class TestOneStatementBatches:
 )
 async def test_text_array_literals_survive_the_round_trip(pool: asyncpg.Pool[Any], values: tuple[str, ...]) -> None:
     assert tuple(await pool.fetchval("SELECT $1::text::text[]", store.text_array(values))) == values
-
-
-async def test_the_deadline_column_wakes_the_poller_never_late_and_rarely_moves(pool: asyncpg.Pool[Any]) -> None:
-    """A transition that only pushes the saga's deadline later keeps the column's earlier one (the row
-    can be rewritten in place); the poller, woken early, finds nothing due, sends nothing and sets the
-    exact deadline (the backorder journeys, whose retry timer is earlier, cover the other way)."""
-    external_id = f"W-{uuid.uuid4().hex[:8]}"
-    order_id = order_id_for("web", external_id)
-    emitted = await handle_batch(pool, [place(external_order_id=external_id)], prepare=book.prepare, one_statement=True)
-    (cmd,) = payloads(emitted, ReserveStock)
-
-    async def column_and_saga() -> tuple[Any, Saga]:
-        row = await pool.fetchrow("SELECT deadline, data FROM sagas WHERE order_id = $1", order_id)
-        assert row is not None
-        return row["deadline"], Saga.model_validate_json(row["data"])
-
-    first, saga = await column_and_saga()
-    assert first == saga.next_deadline()
-    await handle_batch(pool, [(HANDLERS.on_reply, reserved(cmd))], prepare=book.prepare, one_statement=True)
-    column, saga = await column_and_saga()
-    later = saga.next_deadline()
-    assert later is not None
-    assert column == first < later  # still ahead: kept
-    await pool.execute("UPDATE sagas SET deadline = now() - interval '1 second' WHERE order_id = $1", order_id)
-    outbox = await pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", order_id.encode())
-    resources = cast(Resources, SimpleNamespace(pool=pool))
-    assert await poll_once(resources, HANDLERS.timing) >= 1
-    column, saga = await column_and_saga()
-    assert column == later == saga.next_deadline()  # nothing was due: exact now
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", order_id.encode()) == outbox
