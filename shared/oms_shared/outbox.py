@@ -44,10 +44,16 @@ REPEAT_SQLSTATE = "OMS01"
 CONFLICT_SQLSTATE = "OMS02"
 
 
+def _placeholders(first: int) -> list[str]:
+    """The placeholders of :attr:`OutboxWrite.params` from ``$first`` on: topics, keys,
+    headers, payloads, notify channel, consumer, message ids."""
+    return [f"${first + i}" for i in range(7)]
+
+
 def outbox_ctes(first: int) -> str:
     """The CTEs ``claimed`` (the inbox claim) and ``inserted`` (the outbox rows) of a unit of
     work, reading :attr:`OutboxWrite.params` from placeholder ``$first`` on."""
-    t, k, h, p, _, consumer, ids = (f"${first + i}" for i in range(7))
+    t, k, h, p, _, consumer, ids = _placeholders(first)
     return f"""claimed AS ({claim_sql(consumer, ids)}
     RETURNING 1
 ), inserted AS (
@@ -59,7 +65,7 @@ def outbox_ctes(first: int) -> str:
 def outbox_result(first: int) -> str:
     """Select-list items for the statement ending in :func:`outbox_ctes`: abort it if a message
     of the claim was handled before (SQLSTATE :data:`REPEAT_SQLSTATE`), and wake the relay."""
-    t, _, _, _, channel, _, ids = (f"${first + i}" for i in range(7))
+    t, _, _, _, channel, _, ids = _placeholders(first)
     return f"""oms_check((SELECT count(*) FROM claimed) = cardinality({ids}::text[]), '{REPEAT_SQLSTATE}',
                  'a message of this batch was handled before') AS claimed_all,
        CASE WHEN cardinality({t}::text[]) > 0 THEN pg_notify({channel}, '') END AS notified"""  # noqa: S608

@@ -77,8 +77,7 @@ class SagaBook:
         accepted, the policies of ``channels``, the timelines' last entries of ``tails``
         and ``order_ids`` (a new order's id may have entries of refused attempts)."""
         sagas = sorted({i for i in saga_ids if i not in self._sagas})
-        cache = self._cache if self._cache is not None else SagaCache(0)
-        held = cache.take(sagas)
+        held = self._cache.take(sagas) if self._cache is not None else {}
         if self._uow.one_statement:
             # The write checks the version of a cached saga: no need to read it now.
             for i, (version, cached) in held.items():
