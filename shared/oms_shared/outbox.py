@@ -3,6 +3,14 @@
 A handler never talks to Kafka. It calls :meth:`UnitOfWork.emit`; the rows are
 inserted in the handler's own transaction (one statement per transaction, however
 many messages) and a NOTIFY wakes the :class:`~oms_shared.relay.OutboxRelay`.
+
+The fast lane: when the unit of work has a :class:`Publisher` that is accepting (this
+process's relay, while it leads), the write skips the NOTIFY and, once the transaction
+has committed, hands the rows (with the ids the insert gave them) straight to it. The
+relay publishes them from memory, without waking on a notification and reading them
+back: two database wake-ups fewer per hop. The rows stay in the outbox until published,
+so a crash between the commit and the hand-over only delays them to the relay's next
+read (its poll, or a new leader's first round).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import orjson
+import structlog
 
 from oms_shared.contracts import Contract
 from oms_shared.db import Connection
@@ -28,6 +37,7 @@ __all__ = [
     "BatchPart",
     "OutboxWrite",
     "OutgoingMessage",
+    "Publisher",
     "UnitOfWork",
     "Writer",
     "outbox_ctes",
@@ -35,6 +45,8 @@ __all__ = [
     "unit_of_work",
     "write_outbox",
 ]
+
+log = structlog.get_logger(__name__)
 
 NOTIFY_CHANNEL = "oms_outbox"
 
@@ -46,7 +58,7 @@ CONFLICT_SQLSTATE = "OMS02"
 
 def _placeholders(first: int) -> list[str]:
     """The placeholders of :attr:`OutboxWrite.params` from ``$first`` on: topics, keys,
-    headers, payloads, notify channel, consumer, message ids."""
+    headers, payloads, notify channel ('' for none), consumer, message ids."""
     return [f"${first + i}" for i in range(7)]
 
 
@@ -59,16 +71,20 @@ def outbox_ctes(first: int) -> str:
 ), inserted AS (
     INSERT INTO outbox (topic, key, headers, payload)
     SELECT t, k, h, p FROM unnest({t}::text[], {k}::bytea[], {h}::text[], {p}::bytea[]) AS u(t, k, h, p)
+    RETURNING id
 )"""  # noqa: S608  (placeholders only)
 
 
 def outbox_result(first: int) -> str:
     """Select-list items for the statement ending in :func:`outbox_ctes`: abort it if a message
-    of the claim was handled before (SQLSTATE :data:`REPEAT_SQLSTATE`), and wake the relay."""
+    of the claim was handled before (SQLSTATE :data:`REPEAT_SQLSTATE`), wake the relay (unless
+    the channel is ''), and return the new rows' ids in message order (``outbox_ids``: the
+    insert numbers the rows as ``unnest`` yields them)."""
     t, _, _, _, channel, _, ids = _placeholders(first)
     return f"""oms_check((SELECT count(*) FROM claimed) = cardinality({ids}::text[]), '{REPEAT_SQLSTATE}',
                  'a message of this batch was handled before') AS claimed_all,
-       CASE WHEN cardinality({t}::text[]) > 0 THEN pg_notify({channel}, '') END AS notified"""  # noqa: S608
+       CASE WHEN cardinality({t}::text[]) > 0 AND {channel} <> '' THEN pg_notify({channel}, '') END AS notified,
+       (SELECT array_agg(id ORDER BY id) FROM inserted) AS outbox_ids"""  # noqa: S608
 
 
 # A unit of work's outbox rows and inbox claim, in one round trip. An id claimed before
@@ -100,8 +116,8 @@ class Writer(Protocol):
     """A part that writes everything its unit of work gathered, outbox and claim included,
     in ONE statement (:meth:`UnitOfWork.write_with`)."""
 
-    async def write(self, outbox: OutboxWrite) -> None:
-        """Write the part's state and ``outbox`` in one statement."""
+    async def write(self, outbox: OutboxWrite) -> Sequence[int] | None:
+        """Write the part's state and ``outbox`` in one statement; return its ``outbox_ids``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +126,17 @@ class OutgoingMessage:
 
     topic: str
     envelope: Envelope
+
+
+class Publisher(Protocol):
+    """Publishes a unit of work's outbox rows as soon as it commits (the fast lane)."""
+
+    @property
+    def accepting(self) -> bool:
+        """Whether rows handed over now will be published (else the write must NOTIFY)."""
+
+    def hand_over(self, rows: Sequence[tuple[int, OutgoingMessage]]) -> None:
+        """Publish these committed outbox rows (id, message), in this order."""
 
 
 class BatchPart(Protocol):
@@ -138,11 +165,16 @@ class UnitOfWork:
     included, in one statement that checks its own preconditions (see the runtime).
     """
 
-    def __init__(self, conn: Connection, source: str, *, one_statement: bool = False) -> None:
+    def __init__(
+        self, conn: Connection, source: str, *, one_statement: bool = False, publisher: Publisher | None = None
+    ) -> None:
         self.conn = conn
         self.source = source
         self.one_statement = one_statement
         self.pending: list[OutgoingMessage] = []
+        self._publisher = publisher
+        #: Written rows for the publisher, handed over at commit.
+        self._written: list[tuple[int, OutgoingMessage]] = []
         self._parts: dict[Callable[[UnitOfWork], Any], BatchPart] = {}
         self._on_commit: list[Callable[[], None]] = []
         self._writer: Writer | None = None
@@ -168,10 +200,14 @@ class UnitOfWork:
         self._on_commit.append(callback)
 
     def committed(self) -> None:
-        """The transaction committed: run the :meth:`on_commit` callbacks (the owner of the transaction calls this)."""
+        """The transaction committed: run the :meth:`on_commit` callbacks and hand the outbox
+        rows to the publisher (the owner of the transaction calls this)."""
         callbacks, self._on_commit = self._on_commit, []
         for callback in callbacks:
             callback()
+        written, self._written = self._written, []
+        if written and self._publisher is not None:
+            self._publisher.hand_over(written)
 
     def emit(
         self,
@@ -222,17 +258,26 @@ class UnitOfWork:
         await self.flush_parts()
         messages, self.pending = self.pending, []
         consumer, ids = claim if claim is not None else ("", ())
-        outbox = OutboxWrite((*_columns(messages), consumer, list(ids)), len(messages), len(ids))
+        handing = bool(messages) and self._publisher is not None and self._publisher.accepting
+        channel = "" if handing else NOTIFY_CHANNEL
+        outbox = OutboxWrite((*_columns(messages), channel, consumer, list(ids)), len(messages), len(ids))
         writer, self._writer = self._writer, None
+        row_ids: Sequence[int] | None = None
         if writer is not None:
-            await writer.write(outbox)
+            row_ids = await writer.write(outbox)
         elif not outbox.empty:
-            await self.conn.execute(_INSERT, *outbox.params)
+            row = await self.conn.fetchrow(_INSERT, *outbox.params)
+            row_ids = row["outbox_ids"] if row is not None else None
+        if handing:
+            if row_ids is not None and len(row_ids) == len(messages):
+                self._written.extend(zip(row_ids, messages, strict=True))
+            else:  # cannot happen; if it did, the relay's poll publishes the rows
+                log.error("outbox_ids_missing", rows=len(messages), ids=None if row_ids is None else len(row_ids))
 
 
 async def write_outbox(conn: Connection, messages: list[OutgoingMessage]) -> None:
     """Insert messages into the outbox and notify the relay (at commit)."""
-    await conn.execute(_INSERT, *_columns(messages), "", [])
+    await conn.execute(_INSERT, *_columns(messages), NOTIFY_CHANNEL, "", [])
 
 
 def _columns(messages: list[OutgoingMessage]) -> tuple[Any, ...]:
@@ -241,16 +286,17 @@ def _columns(messages: list[OutgoingMessage]) -> tuple[Any, ...]:
         [m.envelope.key for m in messages],
         [orjson.dumps(m.envelope.header_items()).decode() for m in messages],
         [m.envelope.data for m in messages],
-        NOTIFY_CHANNEL,
     )
 
 
 @asynccontextmanager
-async def unit_of_work(pool: asyncpg.Pool[Any], source: str) -> AsyncIterator[UnitOfWork]:
+async def unit_of_work(
+    pool: asyncpg.Pool[Any], source: str, publisher: Publisher | None = None
+) -> AsyncIterator[UnitOfWork]:
     """Open a transaction; on success flush the emitted messages and commit, else roll back."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            uow = UnitOfWork(conn, source)
+            uow = UnitOfWork(conn, source, publisher=publisher)
             yield uow
             await uow.flush()
         uow.committed()

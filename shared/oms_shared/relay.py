@@ -11,6 +11,19 @@ than the SQL it carries here: the relay used to take four per round.) Published 
 are therefore deleted by the next round, at most one poll interval later, or when the
 relay stops.
 
+The fast lane (:mod:`oms_shared.outbox`): while it leads, the relay is the
+:class:`~oms_shared.outbox.Publisher` of its own process's units of work. They write
+without a NOTIFY and hand their rows over after the commit; the relay publishes those
+from memory at once and deletes them with a later round's statement, which it runs
+when a NOTIFY comes (another process wrote), every poll interval, or once a batch of
+published rows waits to be deleted. A round reads every committed row not published
+yet in id order, handed over or not, and drops what it read from the hand-over queue;
+a due round (a NOTIFY came) and any backlog go before the rows handed over. So one
+process's rows go out in commit order, and a row another process committed before a
+handed-over one goes first once its NOTIFY has arrived: for one key, two writers are
+two instances around a rebalance, and the later one reads the earlier one's commit
+before it writes (the saga's version check), by which time the NOTIFY is in.
+
 A crash (or a lost connection) after publishing and before that delete republishes
 the rows: consumers' inboxes make that harmless, which is also why the delete does not
 wait for the WAL flush (``synchronous_commit = off`` on the relay's connection):
@@ -22,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -33,7 +48,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from oms_shared import failpoints
 from oms_shared.errors import is_transient
 from oms_shared.kafka import KeyHashPartitioner
-from oms_shared.outbox import NOTIFY_CHANNEL
+from oms_shared.outbox import NOTIFY_CHANNEL, OutgoingMessage
 from oms_shared.retry import Backoff
 
 __all__ = ["OutboxRelay"]
@@ -57,6 +72,9 @@ WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1
 """
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
+#: A row to publish: id, topic, key, headers, payload.
+_Row = tuple[int, str, bytes | None, list[tuple[str, bytes]], bytes]
+
 
 class OutboxRelay:
     """Moves messages from one service database's outbox to Kafka."""
@@ -78,14 +96,35 @@ class OutboxRelay:
         self._leading = False
         #: Published by the last round, deleted by the next one.
         self._published: list[int] = []
+        #: Handed over by this process's units of work, not published yet.
+        self._handed: list[_Row] = []
+        #: A NOTIFY came: another process wrote rows only a round reads.
+        self._notified = False
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self.published = 0
+        #: Of those, rows published from memory (handed over by the fast lane).
+        self.published_from_memory = 0
 
     @property
     def leading(self) -> bool:
         """Whether this relay holds the database's relay lock (publishes)."""
         return self._leading
+
+    @property
+    def accepting(self) -> bool:
+        """Whether rows handed over now will be published from memory (while leading)."""
+        return self._leading and not self._stopping.is_set()
+
+    def hand_over(self, rows: Sequence[tuple[int, OutgoingMessage]]) -> None:
+        """Publish these committed rows (written without a NOTIFY) from memory, soon."""
+        published = set(self._published)
+        self._handed.extend(
+            (row_id, m.topic, m.envelope.key, [(n, t.encode()) for n, t in m.envelope.header_items()], m.envelope.data)
+            for row_id, m in rows
+            if row_id not in published
+        )
+        self._wakeup.set()
 
     def stop(self) -> None:
         """Ask the relay to finish its current round and return."""
@@ -95,13 +134,23 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until stopped; survive database and broker outages by retrying."""
         backoff = Backoff()
+        next_round = 0.0
+        backlog = False
         try:
             while not self._stopping.is_set():
                 try:
-                    sent = await self.publish_once()
+                    self._wakeup.clear()
+                    # Rows another process wrote before (a NOTIFY came) or a backlog are read
+                    # by a round first, in id order, handed-over rows included.
+                    if self._handed and not self._notified and not backlog:
+                        await self._publish_handed()
+                    if self._notified or backlog or time.monotonic() >= next_round or self._deletable:
+                        self._notified = False
+                        backlog = await self.publish_once() >= self._batch_size
+                        next_round = time.monotonic() + self._poll_interval_s
                     backoff.reset()
-                    if sent < self._batch_size:
-                        await self._sleep(self._poll_interval_s)
+                    if not (backlog or self._handed or self._notified):
+                        await self._sleep(next_round - time.monotonic())
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
@@ -113,23 +162,43 @@ class OutboxRelay:
                 await self._delete_published()
             self._drop_connection()
 
+    @property
+    def _deletable(self) -> bool:
+        """A batch of published rows waits for a round to delete them."""
+        return len(self._published) >= self._batch_size
+
     async def publish_once(self) -> int:
         """One round: publish up to a batch of rows if leading; return how many were published."""
-        self._wakeup.clear()
         conn = await self._leader_connection()
         if conn is None:
             return 0
-        rows = await conn.fetch(_TAKE, self._batch_size, self._published)
+        records = await conn.fetch(_TAKE, self._batch_size, self._published)
         self._published = []
-        if not rows:
+        if not records:
             return 0
-        await asyncio.gather(*await self._send(rows))
-        failpoints.hit("relay.after_publish")
-        self._published = [row["id"] for row in rows]
-        self.published += len(rows)
+        taken = {record["id"] for record in records}
+        self._handed = [row for row in self._handed if row[0] not in taken]
+        rows = [
+            (r["id"], r["topic"], r["key"], [(n, t.encode()) for n, t in orjson.loads(r["headers"])], r["payload"])
+            for r in records
+        ]
+        await self._publish(rows)
         return len(rows)
 
-    async def _send(self, rows: list[asyncpg.Record]) -> list[asyncio.Future[Any]]:
+    async def _publish_handed(self) -> None:
+        """Publish the rows handed over, if still leading (else the leader's rounds read them)."""
+        rows, self._handed = self._handed, []
+        if self._leading:
+            await self._publish(rows)
+            self.published_from_memory += len(rows)
+
+    async def _publish(self, rows: list[_Row]) -> None:
+        await asyncio.gather(*await self._send(rows))
+        failpoints.hit("relay.after_publish")
+        self._published.extend(row[0] for row in rows)
+        self.published += len(rows)
+
+    async def _send(self, rows: Iterable[_Row]) -> list[asyncio.Future[Any]]:
         """Hand a round to the producer as batches, one per partition at a time, in row order.
 
         Per message this costs well under half of ``send()`` (futures, metadata checks and
@@ -141,9 +210,7 @@ class OutboxRelay:
         partitions: dict[str, list[int]] = {}
         open_batches: dict[tuple[str, int], BatchBuilder] = {}
         futures: list[asyncio.Future[Any]] = []
-        for row in rows:
-            topic, key, value = row["topic"], row["key"], row["payload"]
-            headers = [(name, text.encode()) for name, text in orjson.loads(row["headers"])]
+        for _, topic, key, headers, value in rows:
             if topic not in partitions:
                 partitions[topic] = sorted(await producer.partitions_for(topic))
             partition = self._partitioner(key, partitions[topic], partitions[topic])
@@ -180,9 +247,12 @@ class OutboxRelay:
 
     def _on_notify(self, *_: object) -> None:
         if self._leading:  # a follower only retries the lock on its poll interval
+            self._notified = True
             self._wakeup.set()
 
     async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
 
@@ -192,3 +262,4 @@ class OutboxRelay:
         self._conn = None
         self._leading = False
         self._published = []  # the next leader republishes them
+        self._handed = []  # and publishes these

@@ -57,7 +57,7 @@ from oms_shared.errors import (
     is_transient,
 )
 from oms_shared.inbox import claim
-from oms_shared.outbox import UnitOfWork
+from oms_shared.outbox import Publisher, UnitOfWork
 from oms_shared.retry import Backoff
 from oms_shared.topics import Topic
 
@@ -166,6 +166,7 @@ class ConsumerRuntime:
         prepare: Prepare | None = None,
         commit_interval_s: float = 0.1,
         one_statement: bool = False,
+        publisher: Publisher | None = None,
     ) -> None:
         self.name = name
         self._source = source
@@ -177,6 +178,7 @@ class ConsumerRuntime:
         self._prepare = prepare
         self._commit_interval_s = commit_interval_s
         self._one_statement = one_statement
+        self._publisher = publisher
         self._committing: asyncio.Task[None] | None = None
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_commit = 0.0
@@ -301,11 +303,11 @@ class ConsumerRuntime:
         clock = _Clock(self.timings.phases_s)
         async with self._pool.acquire() as conn:
             if self._one_statement and not claim_first:
-                uow = UnitOfWork(conn, self._source, one_statement=True)
+                uow = UnitOfWork(conn, self._source, one_statement=True, publisher=self._publisher)
                 await self._run_handlers(uow, items, claim_first=False, clock=clock)
             else:
                 async with conn.transaction():
-                    uow = UnitOfWork(conn, self._source)
+                    uow = UnitOfWork(conn, self._source, publisher=self._publisher)
                     await self._run_handlers(uow, items, claim_first=claim_first, clock=clock)
         clock.lap("commit")
         uow.committed()

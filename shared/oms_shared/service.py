@@ -27,6 +27,7 @@ from oms_shared.health import HealthServer
 from oms_shared.inbox import prune
 from oms_shared.kafka import create_consumer, create_producer
 from oms_shared.logs import configure_logging
+from oms_shared.outbox import Publisher
 from oms_shared.relay import OutboxRelay
 from oms_shared.retry import Backoff
 from oms_shared.runtime import ConsumerRuntime, Prepare, Subscription
@@ -45,6 +46,8 @@ class Resources:
     producer: AIOKafkaProducer
     settings: ServiceSettings
     stopping: asyncio.Event
+    #: Publishes a unit of work's outbox rows right after its commit (``unit_of_work(..., publisher)``).
+    publisher: Publisher | None = None
 
 
 Worker = Callable[[Resources], Coroutine[Any, Any, None]]
@@ -168,8 +171,9 @@ async def serve(spec: ServiceSpec) -> bool:
             prepare=spec.prepare,
             commit_interval_s=settings.consumer_commit_interval_s,
             one_statement=spec.one_statement,
+            publisher=relay,
         )
-    resources = Resources(pool, producer, settings, stopping)
+    resources = Resources(pool, producer, settings, stopping, relay)
     tasks = [asyncio.create_task(relay.run(), name="relay")]
     if runtime is not None:
         tasks.append(asyncio.create_task(runtime.run(), name="consumer"))
@@ -190,6 +194,7 @@ async def serve(spec: ServiceSpec) -> bool:
             "dead_lettered": runtime.dead_lettered if runtime else 0,
             "consumer": runtime.timings.as_dict() if runtime else {},
             "published": relay.published,
+            "published_from_memory": relay.published_from_memory,
             "relay_leading": relay.leading,
         }
 

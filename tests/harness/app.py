@@ -71,11 +71,12 @@ class Effects:
     async def flush(self) -> None:
         """Nothing before the outbox: written with it."""
 
-    async def write(self, outbox: OutboxWrite) -> None:
+    async def write(self, outbox: OutboxWrite) -> list[int] | None:
         rows, self.rows = self.rows, []
-        await self._uow.conn.execute(
+        row = await self._uow.conn.fetchrow(
             self._WRITE, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], os.getpid(), *outbox.params
         )
+        return row["outbox_ids"] if row is not None else None
 
 
 async def on_increment_one_statement(cmd: Increment, ctx: MessageContext) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
-from oms_shared.outbox import OutgoingMessage, write_outbox
+from oms_shared.outbox import OutgoingMessage, UnitOfWork, unit_of_work, write_outbox
 from oms_shared.relay import OutboxRelay
 from oms_shared.topics import Topic, ensure_topics
 from tests import support
@@ -142,3 +143,90 @@ class TestRelayBatches:
             assert {p for p, _ in seen} == {default(key, list(range(6)), list(range(6)))}
         assert sum(map(len, got.values())) == len(messages)
         assert len({p for seen in got.values() for p, _ in seen}) > 1, "the round spread over several partitions"
+
+
+class TestRelayFastLane:
+    """Units of work of the relay's own process hand their rows over after commit: published from memory."""
+
+    async def test_handed_over_rows_go_out_from_memory_once_in_order_beside_notified_rows(
+        self, fresh_service_db: Any, stack: Any
+    ) -> None:
+        pool = await fresh_service_db("relay")
+        topic = Topic(f"oms.relaytest.f{uuid.uuid4().hex[:12]}.v1", "k", "relay fast lane", retention_ms=3600_000)
+        await ensure_topics(support.bootstrap_servers(), [topic])
+        producer = await support.started_producer()
+        relay = OutboxRelay(producer, dsn=stack.service_url("relay_test"), batch_size=1000, poll_interval_s=1.0)
+        task = asyncio.create_task(relay.run())
+        try:
+            await support.eventually(_async(lambda: relay.accepting), timeout=10, what="the relay leading")
+            expected: list[str] = []
+
+            async def units(n: int) -> None:
+                fast = [f"f{n}.{i}" for i in range(7)]
+                async with unit_of_work(pool, "oms/tests", relay) as uow:
+                    for counter in fast:
+                        uow.emit(topic, Increment(counter=counter, amount=1), key="k")
+                expected.extend(fast)
+
+            for n in range(20):
+                await units(n)
+            assert await _received(topic, len(expected)) == expected, "each row once, in commit order"
+            # A round (every second) may read a unit's rows in the instant between its commit and hand-over.
+            assert relay.published_from_memory >= 119, "the units of work's rows went out from memory"
+            for n in range(20, 40):
+                await units(n)
+                if n % 5 == 0:  # another writer's row (a NOTIFY, read by a round) in between
+                    notified = [f"n{n}"]
+                    await _write(pool, topic, notified)
+                    expected.extend(notified)
+            assert await _received(topic, len(expected)) == expected, "each row once, in commit order"
+
+            async def drained() -> bool:
+                return bool(await pool.fetchval("SELECT count(*) FROM outbox") == 0)
+
+            await support.eventually(drained, timeout=10, what="rows published from memory deleted")
+        finally:
+            relay.stop()
+            await asyncio.wait_for(task, timeout=10)
+            await producer.stop()
+
+    async def test_rows_never_handed_over_go_out_with_the_next_poll_and_a_follower_does_not_accept(
+        self, fresh_service_db: Any, stack: Any
+    ) -> None:
+        """A crash between commit and hand-over delays the rows to a poll; a follower's units NOTIFY the leader."""
+        pool = await fresh_service_db("relay")
+        dsn = stack.service_url("relay_test")
+        topic = Topic(f"oms.relaytest.p{uuid.uuid4().hex[:12]}.v1", "k", "relay fast lane", retention_ms=3600_000)
+        await ensure_topics(support.bootstrap_servers(), [topic])
+        producer = await support.started_producer()
+        relays = [OutboxRelay(producer, dsn=dsn, batch_size=50, poll_interval_s=0.2) for _ in range(2)]
+        tasks = [asyncio.create_task(relay.run()) for relay in relays]
+        try:
+            await support.eventually(_async(lambda: any(r.accepting for r in relays)), timeout=10, what="a leader")
+            leader = next(r for r in relays if r.accepting)
+            follower = next(r for r in relays if r is not leader)
+            assert not follower.accepting
+            async with pool.acquire() as conn, conn.transaction():
+                lost = UnitOfWork(conn, "oms/tests", publisher=leader)
+                lost.emit(topic, Increment(counter="lost", amount=1), key="k")
+                await lost.flush()
+            # committed() is never called: the hand-over is lost, as in a crash right after the commit
+            async with unit_of_work(pool, "oms/tests", follower) as uow:
+                uow.emit(topic, Increment(counter="follower", amount=1), key="k")
+            assert await _received(topic, 2) == ["lost", "follower"]
+            assert leader.published_from_memory == 0
+            assert follower.published == 0
+        finally:
+            for relay in relays:
+                relay.stop()
+            for task in tasks:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, timeout=10)
+            await producer.stop()
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run

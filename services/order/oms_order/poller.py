@@ -25,7 +25,7 @@ log = structlog.get_logger(__name__)
 async def poll_once(resources: Resources, timing: Timing, limit: int = 200) -> int:
     """Handle up to ``limit`` due sagas in one transaction; return how many."""
     now = datetime.now(UTC)
-    async with unit_of_work(resources.pool, "oms/order") as uow:
+    async with unit_of_work(resources.pool, "oms/order", resources.publisher) as uow:
         book = SagaBook.of(uow)
         sagas = await book.due(now, limit)
         for saga in sagas:

@@ -240,13 +240,13 @@ async def write_batch(
     entries: Sequence[Entry],
     rejections: Sequence[Rejection],
     outbox: OutboxWrite,
-) -> None:
+) -> list[int] | None:
     """Insert new orders and sagas, save changed sagas (each with the version it was read
     at, None: locked, any), append timeline entries, keep refused messages and write the
     outbox (and inbox claim), in one statement that aborts whole if the batch's reads no
-    longer hold (see ``_WRITE``)."""
+    longer hold (see ``_WRITE``). Returns the outbox rows' ids, in message order."""
     sagas = [saga for saga, _ in changed_sagas]
-    await conn.execute(
+    row = await conn.fetchrow(
         _WRITE,
         [o.order_id for o in orders],
         [o.channel for o in orders],
@@ -277,6 +277,7 @@ async def write_batch(
         [r.raw for r in rejections],
         *outbox.params,
     )
+    return row["outbox_ids"] if row is not None else None
 
 
 def text_array(values: Sequence[str]) -> str:
