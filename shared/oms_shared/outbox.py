@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 import orjson
@@ -40,6 +40,7 @@ __all__ = [
     "Publisher",
     "UnitOfWork",
     "Writer",
+    "WrittenRow",
     "outbox_ctes",
     "outbox_result",
     "unit_of_work",
@@ -128,6 +129,14 @@ class OutgoingMessage:
     envelope: Envelope
 
 
+class WrittenRow(NamedTuple):
+    """An outbox row a unit of work wrote: its id, the message and its headers as text."""
+
+    id: int
+    message: OutgoingMessage
+    headers: list[tuple[str, str]]
+
+
 class Publisher(Protocol):
     """Publishes a unit of work's outbox rows as soon as it commits (the fast lane)."""
 
@@ -135,8 +144,8 @@ class Publisher(Protocol):
     def accepting(self) -> bool:
         """Whether rows handed over now will be published (else the write must NOTIFY)."""
 
-    def hand_over(self, rows: Sequence[tuple[int, OutgoingMessage]]) -> None:
-        """Publish these committed outbox rows (id, message), in this order."""
+    def hand_over(self, rows: Sequence[WrittenRow]) -> None:
+        """Publish these committed outbox rows, in this order."""
 
 
 class BatchPart(Protocol):
@@ -174,7 +183,7 @@ class UnitOfWork:
         self.pending: list[OutgoingMessage] = []
         self._publisher = publisher
         #: Written rows for the publisher, handed over at commit.
-        self._written: list[tuple[int, OutgoingMessage]] = []
+        self._written: list[WrittenRow] = []
         self._parts: dict[Callable[[UnitOfWork], Any], BatchPart] = {}
         self._on_commit: list[Callable[[], None]] = []
         self._writer: Writer | None = None
@@ -260,7 +269,8 @@ class UnitOfWork:
         consumer, ids = claim if claim is not None else ("", ())
         handing = bool(messages) and self._publisher is not None and self._publisher.accepting
         channel = "" if handing else NOTIFY_CHANNEL
-        outbox = OutboxWrite((*_columns(messages), channel, consumer, list(ids)), len(messages), len(ids))
+        headers = [m.envelope.header_items() for m in messages]
+        outbox = OutboxWrite((*_columns(messages, headers), channel, consumer, list(ids)), len(messages), len(ids))
         writer, self._writer = self._writer, None
         row_ids: Sequence[int] | None = None
         if writer is not None:
@@ -270,21 +280,22 @@ class UnitOfWork:
             row_ids = row["outbox_ids"] if row is not None else None
         if handing:
             if row_ids is not None and len(row_ids) == len(messages):
-                self._written.extend(zip(row_ids, messages, strict=True))
+                self._written.extend(map(WrittenRow, row_ids, messages, headers))
             else:  # cannot happen; if it did, the relay's poll publishes the rows
                 log.error("outbox_ids_missing", rows=len(messages), ids=None if row_ids is None else len(row_ids))
 
 
 async def write_outbox(conn: Connection, messages: list[OutgoingMessage]) -> None:
     """Insert messages into the outbox and notify the relay (at commit)."""
-    await conn.execute(_INSERT, *_columns(messages), NOTIFY_CHANNEL, "", [])
+    headers = [m.envelope.header_items() for m in messages]
+    await conn.execute(_INSERT, *_columns(messages, headers), NOTIFY_CHANNEL, "", [])
 
 
-def _columns(messages: list[OutgoingMessage]) -> tuple[Any, ...]:
+def _columns(messages: list[OutgoingMessage], headers: list[list[tuple[str, str]]]) -> tuple[Any, ...]:
     return (
         [m.topic for m in messages],
         [m.envelope.key for m in messages],
-        [orjson.dumps(m.envelope.header_items()).decode() for m in messages],
+        [orjson.dumps(h).decode() for h in headers],
         [m.envelope.data for m in messages],
     )
 

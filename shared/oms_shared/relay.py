@@ -48,7 +48,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from oms_shared import failpoints
 from oms_shared.errors import is_transient
 from oms_shared.kafka import KeyHashPartitioner
-from oms_shared.outbox import NOTIFY_CHANNEL, OutgoingMessage
+from oms_shared.outbox import NOTIFY_CHANNEL, WrittenRow
 from oms_shared.retry import Backoff
 
 __all__ = ["OutboxRelay"]
@@ -121,12 +121,12 @@ class OutboxRelay:
         """Whether rows handed over now will be published from memory (while leading)."""
         return self._leading and not self._stopping.is_set()
 
-    def hand_over(self, rows: Sequence[tuple[int, OutgoingMessage]]) -> None:
+    def hand_over(self, rows: Sequence[WrittenRow]) -> None:
         """Publish these committed rows (written without a NOTIFY) from memory, soon."""
         last, before = self._taken
         self._handed.extend(
-            (row_id, m.topic, m.envelope.key, [(n, t.encode()) for n, t in m.envelope.header_items()], m.envelope.data)
-            for row_id, m in rows
+            (row_id, m.topic, m.envelope.key, [(n, t.encode()) for n, t in headers], m.envelope.data)
+            for row_id, m, headers in rows
             if row_id not in last and row_id not in before
         )
         self._wakeup.set()

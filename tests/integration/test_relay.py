@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -25,6 +25,29 @@ async def _write(pool: asyncpg.Pool[Any], topic: Topic, counters: list[str]) -> 
     ]
     async with pool.acquire() as conn, conn.transaction():
         await write_outbox(conn, messages)
+
+
+@contextlib.asynccontextmanager
+async def _relays(
+    dsn: str, count: int, *, batch_size: int, poll_interval_s: float
+) -> AsyncIterator[tuple[Topic, list[OutboxRelay], list[asyncio.Task[None]]]]:
+    """A fresh topic and ``count`` running relays of one database (sharing a producer); stopped after."""
+    topic = Topic(f"oms.relaytest.t{uuid.uuid4().hex[:12]}.v1", "k", "relay test", retention_ms=3600_000)
+    await ensure_topics(support.bootstrap_servers(), [topic])
+    producer = await support.started_producer()
+    relays = [
+        OutboxRelay(producer, dsn=dsn, batch_size=batch_size, poll_interval_s=poll_interval_s) for _ in range(count)
+    ]
+    tasks = [asyncio.create_task(relay.run()) for relay in relays]
+    try:
+        yield topic, relays, tasks
+    finally:
+        for relay in relays:
+            relay.stop()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=10)
+        await producer.stop()
 
 
 async def _received(topic: Topic, expected: int, timeout: float = 30) -> list[str]:
@@ -55,13 +78,11 @@ class TestRelayLeadership:
         self, fresh_service_db: Any, stack: Any
     ) -> None:
         pool = await fresh_service_db("relay")
-        dsn = stack.service_url("relay_test")
-        topic = Topic(f"oms.relaytest.t{uuid.uuid4().hex[:12]}.v1", "k", "relay test", retention_ms=3600_000)
-        await ensure_topics(support.bootstrap_servers(), [topic])
-        producer = await support.started_producer()
-        relays = [OutboxRelay(producer, dsn=dsn, batch_size=7, poll_interval_s=0.2) for _ in range(2)]
-        tasks = [asyncio.create_task(relay.run()) for relay in relays]
-        try:
+        async with _relays(stack.service_url("relay_test"), 2, batch_size=7, poll_interval_s=0.2) as (
+            topic,
+            relays,
+            tasks,
+        ):
             first = [f"a{n}" for n in range(30)]
             await _write(pool, topic, first)
             assert await _received(topic, len(first)) == first, "each row once, in id order"
@@ -83,13 +104,6 @@ class TestRelayLeadership:
                 return bool(await pool.fetchval("SELECT count(*) FROM outbox") == 0)
 
             await support.eventually(drained, timeout=10, what="published rows deleted")
-        finally:
-            for relay in relays:
-                relay.stop()
-            for task in tasks:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, timeout=10)
-            await producer.stop()
 
 
 class TestRelayBatches:
@@ -152,12 +166,11 @@ class TestRelayFastLane:
         self, fresh_service_db: Any, stack: Any
     ) -> None:
         pool = await fresh_service_db("relay")
-        topic = Topic(f"oms.relaytest.f{uuid.uuid4().hex[:12]}.v1", "k", "relay fast lane", retention_ms=3600_000)
-        await ensure_topics(support.bootstrap_servers(), [topic])
-        producer = await support.started_producer()
-        relay = OutboxRelay(producer, dsn=stack.service_url("relay_test"), batch_size=1000, poll_interval_s=1.0)
-        task = asyncio.create_task(relay.run())
-        try:
+        async with _relays(stack.service_url("relay_test"), 1, batch_size=1000, poll_interval_s=1.0) as (
+            topic,
+            (relay,),
+            _,
+        ):
             await support.eventually(_async(lambda: relay.accepting), timeout=10, what="the relay leading")
             expected: list[str] = []
 
@@ -185,23 +198,17 @@ class TestRelayFastLane:
                 return bool(await pool.fetchval("SELECT count(*) FROM outbox") == 0)
 
             await support.eventually(drained, timeout=10, what="rows published from memory deleted")
-        finally:
-            relay.stop()
-            await asyncio.wait_for(task, timeout=10)
-            await producer.stop()
 
     async def test_rows_never_handed_over_go_out_with_the_next_poll_and_a_follower_does_not_accept(
         self, fresh_service_db: Any, stack: Any
     ) -> None:
         """A crash between commit and hand-over delays the rows to a poll; a follower's units NOTIFY the leader."""
         pool = await fresh_service_db("relay")
-        dsn = stack.service_url("relay_test")
-        topic = Topic(f"oms.relaytest.p{uuid.uuid4().hex[:12]}.v1", "k", "relay fast lane", retention_ms=3600_000)
-        await ensure_topics(support.bootstrap_servers(), [topic])
-        producer = await support.started_producer()
-        relays = [OutboxRelay(producer, dsn=dsn, batch_size=50, poll_interval_s=0.2) for _ in range(2)]
-        tasks = [asyncio.create_task(relay.run()) for relay in relays]
-        try:
+        async with _relays(stack.service_url("relay_test"), 2, batch_size=50, poll_interval_s=0.2) as (
+            topic,
+            relays,
+            _,
+        ):
             await support.eventually(_async(lambda: any(r.accepting for r in relays)), timeout=10, what="a leader")
             leader = next(r for r in relays if r.accepting)
             follower = next(r for r in relays if r is not leader)
@@ -216,13 +223,6 @@ class TestRelayFastLane:
             assert await _received(topic, 2) == ["lost", "follower"]
             assert leader.published_from_memory == 0
             assert follower.published == 0
-        finally:
-            for relay in relays:
-                relay.stop()
-            for task in tasks:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, timeout=10)
-            await producer.stop()
 
 
 def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
