@@ -42,6 +42,7 @@ __all__ = [
     "Writer",
     "WrittenRow",
     "outbox_ctes",
+    "outbox_ids",
     "outbox_result",
     "unit_of_work",
     "write_outbox",
@@ -86,6 +87,11 @@ def outbox_result(first: int) -> str:
                  'a message of this batch was handled before') AS claimed_all,
        CASE WHEN cardinality({t}::text[]) > 0 AND {channel} <> '' THEN pg_notify({channel}, '') END AS notified,
        (SELECT array_agg(id ORDER BY id) FROM inserted) AS outbox_ids"""  # noqa: S608
+
+
+def outbox_ids(row: Any) -> list[int] | None:
+    """The ``outbox_ids`` of a statement's result row selected with :func:`outbox_result`."""
+    return row["outbox_ids"] if row is not None else None
 
 
 # A unit of work's outbox rows and inbox claim, in one round trip. An id claimed before
@@ -276,8 +282,7 @@ class UnitOfWork:
         if writer is not None:
             row_ids = await writer.write(outbox)
         elif not outbox.empty:
-            row = await self.conn.fetchrow(_INSERT, *outbox.params)
-            row_ids = row["outbox_ids"] if row is not None else None
+            row_ids = outbox_ids(await self.conn.fetchrow(_INSERT, *outbox.params))
         if handing:
             if row_ids is not None and len(row_ids) == len(messages):
                 self._written.extend(map(WrittenRow, row_ids, messages, headers))

@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from oms_shared.contracts import Contract
-from oms_shared.outbox import OutboxWrite, UnitOfWork, outbox_ctes, outbox_result
+from oms_shared.outbox import OutboxWrite, UnitOfWork, outbox_ctes, outbox_ids, outbox_result
 from oms_shared.runtime import MessageContext, Subscription
 from oms_shared.service import ServiceSpec, run
 from oms_shared.settings import ServiceSettings, local_database_url
@@ -73,10 +73,16 @@ class Effects:
 
     async def write(self, outbox: OutboxWrite) -> list[int] | None:
         rows, self.rows = self.rows, []
-        row = await self._uow.conn.fetchrow(
-            self._WRITE, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], os.getpid(), *outbox.params
+        return outbox_ids(
+            await self._uow.conn.fetchrow(
+                self._WRITE,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                os.getpid(),
+                *outbox.params,
+            )
         )
-        return row["outbox_ids"] if row is not None else None
 
 
 async def on_increment_one_statement(cmd: Increment, ctx: MessageContext) -> None:

@@ -11,7 +11,7 @@ import orjson
 
 from oms_order.saga_state import Saga, Status
 from oms_shared.db import Connection
-from oms_shared.outbox import CONFLICT_SQLSTATE, OutboxWrite, outbox_ctes, outbox_result
+from oms_shared.outbox import CONFLICT_SQLSTATE, OutboxWrite, outbox_ctes, outbox_ids, outbox_result
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -277,7 +277,7 @@ async def write_batch(
         [r.raw for r in rejections],
         *outbox.params,
     )
-    return row["outbox_ids"] if row is not None else None
+    return outbox_ids(row)
 
 
 def text_array(values: Sequence[str]) -> str:
