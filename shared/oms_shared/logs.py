@@ -1,7 +1,11 @@
 """Structured logging: JSON lines in production, pretty console output on a terminal.
 
-Context (service, order id, message id, topic/partition/offset) is bound with
-``structlog.contextvars`` by the runtime, so every line a handler writes carries it.
+Context: the service name is bound with ``structlog.contextvars``; the message a
+handler works on (order id, message id, type, topic/partition/offset) is set by the
+runtime in one context variable (:func:`handling`), so every line a handler writes
+carries it. One variable set per message, not six bound: structlog's
+``bound_contextvars`` reads and resets every context variable each time, and at 300
+orders/s that was 7% of the order consumer's CPU.
 
 Lines are written in bursts, not one system call each: at 100 orders/s the services
 log over a thousand lines a second, and a write per line (structlog's loggers flush
@@ -17,12 +21,33 @@ import asyncio
 import atexit
 import logging
 import sys
+from collections.abc import MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any, TextIO
 
 import orjson
 import structlog
 
-__all__ = ["LineBuffer", "configure_logging"]
+__all__ = ["LineBuffer", "configure_logging", "handled", "handling", "merge_message"]
+
+#: The fields of the message being handled (set by :func:`handling`), merged into every line.
+_MESSAGE: ContextVar[dict[str, Any] | None] = ContextVar("oms_message", default=None)
+
+
+def handling(fields: dict[str, Any]) -> Token[dict[str, Any] | None]:
+    """Log ``fields`` (order id, message id, ...) with every line until :func:`handled`."""
+    return _MESSAGE.set(fields)
+
+
+def handled(token: Token[dict[str, Any] | None]) -> None:
+    """Stop logging the fields :func:`handling` set."""
+    _MESSAGE.reset(token)
+
+
+def merge_message(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: the handled message's fields first, the line's own win."""
+    fields = _MESSAGE.get()
+    return {**fields, **event} if fields else event
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
@@ -85,6 +110,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", stre
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        merge_message,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

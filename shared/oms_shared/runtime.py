@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
-from oms_shared import failpoints
+from oms_shared import failpoints, logs
 from oms_shared.contracts import Contract, RawPayload
 from oms_shared.db import Connection
 from oms_shared.envelope import Envelope, Position
@@ -326,13 +326,19 @@ class ConsumerRuntime:
                 log.debug("duplicate_skipped", message_id=item.envelope.id, **_where(item.record))
                 continue
             fresh.discard(item.envelope.id)  # the same id twice in one batch: once only
-            with structlog.contextvars.bound_contextvars(
-                order_id=item.envelope.correlation_id,
-                message_id=item.envelope.id,
-                ce_type=item.envelope.type,
-                **_where(item.record),
-            ):
+            record = item.record
+            token = logs.handling({
+                "order_id": item.envelope.correlation_id,
+                "message_id": item.envelope.id,
+                "ce_type": item.envelope.type,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            })  # fmt: skip
+            try:
                 await item.handler(item.payload, MessageContext(item.envelope, uow))
+            finally:
+                logs.handled(token)
         clock.lap("handlers")
         # Claiming with the outbox write: a message handled before aborts the statement
         # (REPEAT_SQLSTATE), and the caller replays the batch claiming first.

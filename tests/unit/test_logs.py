@@ -8,7 +8,7 @@ import io
 import orjson
 import structlog
 
-from oms_shared.logs import LineBuffer, configure_logging
+from oms_shared.logs import LineBuffer, configure_logging, handled, handling
 
 
 async def test_info_lines_wait_for_the_flush_interval() -> None:
@@ -58,6 +58,24 @@ async def test_structlog_lines_reach_the_sink_as_json_with_context() -> None:
         assert [(r["event"], r["order_id"], r["service"], r["level"]) for r in lines] == [
             ("handled", "o-1", "svc", "info")
         ]
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+
+
+async def test_the_handled_message_s_fields_are_on_every_line_until_it_is_done() -> None:
+    out = io.StringIO()
+    sink = configure_logging("svc", "INFO", "json", stream=out)
+    try:
+        token = handling({"order_id": "o-1", "offset": 7})
+        structlog.get_logger("t").info("inside", offset=8)
+        handled(token)
+        structlog.get_logger("t").info("after")
+        sink.flush()
+        inside, after = (orjson.loads(line) for line in out.getvalue().splitlines())
+        assert (inside["order_id"], inside["offset"], inside["service"]) == ("o-1", 8, "svc")  # the line's own wins
+        assert "order_id" not in after
+        assert "offset" not in after
     finally:
         structlog.reset_defaults()
         structlog.contextvars.clear_contextvars()
