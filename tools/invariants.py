@@ -105,8 +105,9 @@ async def check(dsns: dict[str, str], *, settle_s: float = 0.0, orders: Iterable
         dsns["order"],
         """
         SELECT order_id::text AS order_id, phase, stuck_reason, (data::jsonb->>'amount_paid')::bigint AS paid,
-               (data::jsonb->>'refunded')::bigint AS refunded,
-               (data::jsonb->>'refund_due')::bigint AS refund_due,
+               -- A field at its default is not in the document (saga_state.py).
+               coalesce((data::jsonb->>'refunded')::bigint, 0) AS refunded,
+               coalesce((data::jsonb->>'refund_due')::bigint, 0) AS refund_due,
                extract(epoch FROM now() - updated_at) AS idle_s,
                (data::jsonb->>'timeline_seq')::int AS kept_seq, data::jsonb->>'timeline_status' AS kept_status
         FROM sagas WHERE $1::text[] IS NULL OR order_id::text = ANY($1::text[])

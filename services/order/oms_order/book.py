@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from oms_order import store
-from oms_order.saga_state import Outcome, Saga, Status
+from oms_order.saga_state import Outcome, Policy, Saga, Status
 from oms_shared import topics
 from oms_shared.contracts import RawPayload
 from oms_shared.contracts.order import OrderStatusChanged, PlaceOrder, order_id_for
@@ -48,7 +48,7 @@ class SagaBook:
         self._changed: set[str] = set()
         self._entries: list[store.Entry] = []
         self._rejections: list[store.Rejection] = []
-        self._policies: dict[str, tuple[str, int]] = {}
+        self._policies: dict[str, tuple[Policy, int]] = {}
         #: order id -> content fingerprint of the accepted order (None: none accepted).
         self._fingerprints: dict[str, str | None] = {}
         #: order id -> (seq, status) of its timeline's last entry, for orders without a saga here.
@@ -141,7 +141,7 @@ class SagaBook:
             self._new_orders.append(order)
         return existing
 
-    async def policy(self, channel: str) -> tuple[str, int]:
+    async def policy(self, channel: str) -> tuple[Policy, int]:
         """The channel's partial-stock policy and maximum split, read once per batch."""
         await self.load((), (), [channel])
         return self._policies[channel]

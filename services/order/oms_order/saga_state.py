@@ -1,7 +1,12 @@
 """The order saga's persisted state and the outputs of a transition (pure data, no I/O).
 
-The whole state is one JSON document in ``sagas.data``; pydantic gives it a
-checked shape and a lossless round trip.
+The whole state is one JSON document in ``sagas.data``. Its shape is msgspec
+structs, not pydantic models: the document is written after every transition (about
+eight times per order) and its parts are built by the saga's own code, which needs no
+validation; a pydantic dump took ~7 us and each part's construction ~1.5 us, msgspec
+takes a tenth of both. A document read back (:func:`saga_from_json`) is still checked
+field by field, unknown fields refused. The messages the saga exchanges stay pydantic
+contracts (:mod:`oms_shared.contracts`): they cross the service's boundary.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+import msgspec
 
 from oms_shared.contracts import Contract
 from oms_shared.topics import Topic
@@ -27,6 +32,9 @@ __all__ = [
     "Saga",
     "Status",
     "Units",
+    "copy_saga",
+    "saga_from_json",
+    "saga_to_json",
 ]
 
 Phase = Literal["reserving", "backordered", "fulfilling", "cancelling", "completed", "cancelled", "rejected"]
@@ -48,11 +56,12 @@ FStatus = Literal[
 FINAL_FULFILLMENT: frozenset[str] = frozenset({"delivered", "empty", "released", "lost"})
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A part of the saga's document: fields at their default are left out of it (empty
+    mutable defaults are copied per instance)."""
 
 
-class Line(_Model):
+class Line(_Model, kw_only=True):
     """An order line as the saga needs it."""
 
     line_no: int
@@ -61,7 +70,7 @@ class Line(_Model):
     unit_price: int
 
 
-class Units(_Model):
+class Units(_Model, kw_only=True):
     """A quantity of one line."""
 
     line_no: int
@@ -69,7 +78,7 @@ class Units(_Model):
     quantity: int
 
 
-class Alloc(_Model):
+class Alloc(_Model, kw_only=True):
     """Units of a line reserved at a warehouse."""
 
     warehouse_id: str
@@ -79,7 +88,7 @@ class Alloc(_Model):
     location: tuple[float, float] | None = None
 
 
-class FulfillmentState(_Model):
+class FulfillmentState(_Model, kw_only=True):
     """One warehouse's part of the order, from pick list to delivery."""
 
     fulfillment_id: str
@@ -96,7 +105,7 @@ class FulfillmentState(_Model):
     compensation: str | None = None
 
 
-class Pending(_Model):
+class Pending(_Model, kw_only=True):
     """A command waiting for its reply, or a timer; re-sent with the same message id on timeout."""
 
     request_id: str
@@ -111,7 +120,7 @@ class Pending(_Model):
     units: list[Units] = []
 
 
-class Saga(_Model):
+class Saga(_Model, kw_only=True):
     """Everything the saga knows about one order."""
 
     order_id: str
@@ -186,3 +195,22 @@ class Outcome:
     saga: Saga
     commands: list[Command] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Saga)
+
+
+def saga_to_json(saga: Saga) -> str:
+    """The saga's document (``sagas.data``)."""
+    return _ENCODER.encode(saga).decode()
+
+
+def saga_from_json(data: str | bytes) -> Saga:
+    """A saga from its document; msgspec.ValidationError if it does not have the saga's shape."""
+    return _DECODER.decode(data)
+
+
+def copy_saga(saga: Saga) -> Saga:
+    """A deep copy (through the document: faster than copying each part)."""
+    return _DECODER.decode(_ENCODER.encode(saga))

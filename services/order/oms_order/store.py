@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
-from oms_order.saga_state import Saga, Status
+from oms_order.saga_state import Policy, Saga, Status, saga_from_json, saga_to_json
 from oms_shared.db import Connection
 from oms_shared.outbox import CONFLICT_SQLSTATE, OutboxWrite, outbox_ctes, outbox_ids, outbox_result
 
@@ -66,7 +66,7 @@ class TimelineEntry:
 
 
 #: A channel without a row in channel_policies: reject partial stock, split in at most 3.
-DEFAULT_POLICY = ("reject", 3)
+DEFAULT_POLICY: tuple[Policy, int] = ("reject", 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class Loaded:
     #: order id -> content fingerprint, for the orders that were accepted.
     fingerprints: dict[str, str]
     #: channel -> (partial-stock policy, maximum split), for the configured channels.
-    policies: dict[str, tuple[str, int]]
+    policies: dict[str, tuple[Policy, int]]
     #: order id -> (seq, status) of its last timeline entry, for the orders asked about that have one.
     tails: dict[str, tuple[int, str]]
 
@@ -155,14 +155,14 @@ async def load(
         if kind == "s":
             loaded.versions[key] = row["version"]
             if data is not None:
-                loaded.sagas[key] = Saga.model_validate_json(data)
+                loaded.sagas[key] = saga_from_json(data)
         elif kind == "o":
             loaded.fingerprints[key] = data
         elif kind == "t":
             loaded.tails[key] = (row["version"], data)
         else:
             policy, max_split = orjson.loads(data)
-            loaded.policies[key] = (policy, max_split)
+            loaded.policies[key] = (cast(Policy, policy), max_split)  # the table's CHECK allows no other
     return loaded
 
 
@@ -172,7 +172,7 @@ def _columns(sagas: Sequence[Saga]) -> tuple[list[Any], ...]:
         [s.order_id for s in sagas],
         [s.phase for s in sagas],
         [s.status for s in sagas],
-        [s.model_dump_json() for s in sagas],
+        [saga_to_json(s) for s in sagas],
         [s.next_deadline() for s in sagas],
         [s.stuck_reason for s in sagas],
     )
@@ -292,7 +292,7 @@ async def due_sagas(conn: Connection, now: datetime, limit: int) -> list[Saga]:
     rows = await conn.fetch(
         "SELECT data FROM sagas WHERE deadline <= $1 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit
     )
-    return [Saga.model_validate_json(row["data"]) for row in rows]
+    return [saga_from_json(row["data"]) for row in rows]
 
 
 async def timeline(conn: Connection, order_id: str) -> list[TimelineEntry]:

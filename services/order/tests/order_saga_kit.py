@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from oms_order.saga import Input, Timing, decide, start
-from oms_order.saga_state import Line, Outcome, Saga
+from oms_order.saga_state import Line, Outcome, Policy, Saga
 from oms_shared.contracts import Contract
 from oms_shared.contracts.common import Coordinates, LineQuantity, PackageSpec
 from oms_shared.contracts.fulfillment import CreateFulfillment, FulfillmentPacked, FulfillmentStarted
@@ -29,7 +29,7 @@ T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TIMING = Timing()
 
 
-def new_saga(policy: str = "reject", lines: list[tuple[str, int, int]] | None = None) -> Saga:
+def new_saga(policy: Policy = "reject", lines: list[tuple[str, int, int]] | None = None) -> Saga:
     lines = lines or [("SKU-1", 2, 1000)]
     total = sum(q * p for _, q, p in lines)
     return Saga(

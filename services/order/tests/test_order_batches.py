@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from order_saga_kit import reserved
 
 from oms_order import book, store
 from oms_order.handlers import CancelOrderMessage, Handlers, PlaceOrderMessage
 from oms_order.saga import Timing
-from oms_order.saga_state import Saga
+from oms_order.saga_state import Saga, saga_from_json
 from oms_shared.contracts import Contract
 from oms_shared.contracts.inventory import ReserveStock
 from oms_shared.contracts.order import OrderStatusChanged, order_id_for
@@ -106,7 +107,7 @@ class TestSagaCache:
     async def _row(self, pool: asyncpg.Pool[Any], order_id: str) -> tuple[int, Saga]:
         row = await pool.fetchrow("SELECT version, data FROM sagas WHERE order_id = $1", order_id)
         assert row is not None
-        return row["version"], Saga.model_validate_json(row["data"])
+        return row["version"], saga_from_json(row["data"])
 
     async def test_a_committed_saga_is_served_from_the_cache(self, pool: asyncpg.Pool[Any]) -> None:
         """Placed, then reserved in a later batch: the cache holds each committed state at its row's version."""
@@ -160,12 +161,12 @@ class TestSagaCache:
     def test_closed_sagas_and_the_oldest_beyond_capacity_are_not_kept(self) -> None:
         """Capacity two: the least recently put back goes first; a closed saga is dropped."""
         cache = book.SagaCache(2)
-        sagas = [Saga.model_validate(valid_saga_fields(i)) for i in range(3)]
+        sagas = [msgspec.convert(valid_saga_fields(i), Saga) for i in range(3)]
         for saga in sagas:
             cache.put(saga.order_id, 1, saga)
         assert len(cache) == 2
         assert cache.take([sagas[0].order_id]) == {}
-        closed = sagas[1].model_copy(update={"phase": "completed", "pending": {}})
+        closed = msgspec.structs.replace(sagas[1], phase="completed", pending={})
         cache.put(closed.order_id, 2, closed)
         assert cache.take([sagas[1].order_id, sagas[2].order_id]) == {sagas[2].order_id: (1, sagas[2])}
 
@@ -214,7 +215,7 @@ class TestOneStatementBatches:
         written = await self._written(pool, order_id)
         assert written[0] == 2
         assert written[1] == len(emitted)
-        saga = Saga.model_validate_json(await pool.fetchval("SELECT data FROM sagas WHERE order_id = $1", order_id))
+        saga = saga_from_json(await pool.fetchval("SELECT data FROM sagas WHERE order_id = $1", order_id))
         assert (saga.timeline_seq, saga.timeline_status) == (2, "accepted")
         with pytest.raises(asyncpg.PostgresError) as raised:
             await handle_batch(

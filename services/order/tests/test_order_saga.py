@@ -23,7 +23,7 @@ from order_saga_kit import (
 )
 
 from oms_order.saga import COMMAND_MODELS, CancelRequested, Timeout, decide, message_id_for
-from oms_order.saga_state import TERMINAL
+from oms_order.saga_state import TERMINAL, saga_to_json
 from oms_shared.contracts.common import LineQuantity
 from oms_shared.contracts.fulfillment import CancelFulfillment, CreateFulfillment, FulfillmentCancelled
 from oms_shared.contracts.inventory import (
@@ -503,10 +503,10 @@ class TestCopyOrHandOver:
 
     def test_by_default_the_input_is_untouched(self) -> None:
         d = Driver(new_saga())
-        before = d.saga.model_dump()
+        before = saga_to_json(d.saga)
         out = decide(d.saga, reserved(d.one(ReserveStock)), d.now, TIMING)
         assert out.saga is not d.saga
-        assert d.saga.model_dump() == before
+        assert saga_to_json(d.saga) == before
         assert out.saga.phase != d.saga.phase
 
     def test_in_place_changes_the_given_saga_with_the_same_outcome(self) -> None:
@@ -516,6 +516,6 @@ class TestCopyOrHandOver:
         expected = decide(copied.saga, event, copied.now, TIMING)
         out = decide(handed.saga, event, handed.now, TIMING, in_place=True)
         assert out.saga is handed.saga
-        assert out.saga.model_dump() == expected.saga.model_dump()
+        assert out.saga == expected.saga
         assert [c.message_id for c in out.commands] == [c.message_id for c in expected.commands]
         assert out.statuses == expected.statuses
