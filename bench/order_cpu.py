@@ -235,7 +235,9 @@ def main() -> None:
         print(orjson.dumps(run).decode())
     cpu = sorted(r["cpu_us_per_message"] for r in runs)
     wall = sorted(r["wall_us_per_message"] for r in runs)
-    print(f"cpu us/message: min {cpu[0]} median {cpu[len(cpu) // 2]}; wall: min {wall[0]} median {wall[len(wall) // 2]}")
+    print(
+        f"cpu us/message: min {cpu[0]} median {cpu[len(cpu) // 2]}; wall: min {wall[0]} median {wall[len(wall) // 2]}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,15 @@ class Position:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
-    """One CloudEvent: its attributes and its JSON payload bytes."""
+    """One CloudEvent: its attributes and its JSON payload bytes.
+
+    Treat it as immutable (``dataclasses.replace`` makes a changed copy). It is not a
+    frozen dataclass only because one is built for every message received and sent, and
+    a frozen one's ``__init__`` (a ``object.__setattr__`` call per field) took 1.2 us
+    against 0.5.
+    """
 
     type: str
     source: str

@@ -237,10 +237,37 @@ class UnitOfWork:
         message_id: str | None = None,
     ) -> Envelope:
         """Queue ``payload`` for ``topic``; it is written to the outbox at commit time."""
+        return self.emit_json(
+            topic,
+            payload.ce_type,
+            payload.model_dump_json().encode(),
+            key=key,
+            subject=subject,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            traceparent=traceparent,
+            message_id=message_id,
+        )
+
+    def emit_json(
+        self,
+        topic: Topic,
+        ce_type: str,
+        data: bytes,
+        *,
+        key: str,
+        subject: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        traceparent: str | None = None,
+        message_id: str | None = None,
+    ) -> Envelope:
+        """:meth:`emit` for a payload already serialised: the caller answers for its
+        matching the contract of ``ce_type`` (a hot path that skips pydantic)."""
         envelope = Envelope(
-            type=payload.ce_type,
+            type=ce_type,
             source=self.source,
-            data=payload.model_dump_json().encode(),
+            data=data,
             subject=subject,
             correlation_id=correlation_id,
             causation_id=causation_id,

@@ -88,6 +88,17 @@ async def test_duplicate_conflict_and_cancel_in_the_batch_of_the_order(pool: asy
         assert [r["seq"] for r in seqs] == [1, 2, 3, 4]
 
 
+async def test_status_events_are_what_the_contract_model_would_write(pool: asyncpg.Pool[Any]) -> None:
+    """The book writes status events without pydantic: byte for byte the model's own dump."""
+    external_id = f"W-{uuid.uuid4().hex[:8]}"
+    emitted = await handle_batch(pool, [place(external_order_id=external_id), cancel(external_id)],
+                                 prepare=book.prepare)  # fmt: skip
+    events = [m.envelope.data for m in emitted if m.envelope.type == OrderStatusChanged.ce_type]
+    assert len(events) == 3  # received, accepted, cancelling (with details and reasons)
+    for data in events:
+        assert OrderStatusChanged.model_validate_json(data).model_dump_json().encode() == data
+
+
 async def test_a_replay_in_a_later_batch_is_a_duplicate(pool: asyncpg.Pool[Any]) -> None:
     external_id = f"W-{uuid.uuid4().hex[:8]}"
     await handle_batch(pool, [place(external_order_id=external_id)], prepare=book.prepare)
