@@ -102,6 +102,12 @@ def _load(raw: bytes) -> tuple[dict[str, Any] | None, list[str]]:
         return None, [f"payload is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
     if not isinstance(data, dict):
         return None, [f"payload must be a JSON object, not {type(data).__name__}"]
+    if b"\\u" not in raw and raw.count(b"{") + raw.count(b"[") <= _MAX_DEPTH:
+        # Nothing _check_strings could find: a NUL or a lone surrogate can only come
+        # from a \u escape (the parser refuses raw control characters, the UTF-8 decoder
+        # surrogates), and nesting cannot be deeper than the brackets are many. Most
+        # orders take this way: the walk was a third of the intake's time.
+        return data, []
     problems = _check_strings(data)
     return (None, problems) if problems else (data, [])
 
