@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -146,9 +147,17 @@ def _record(topic: str, offset: int, envelope: Envelope) -> ConsumerRecord[bytes
                           headers=headers)  # fmt: skip
 
 
-async def measure(orders: int, per_batch: int, profile: str | None) -> dict[str, Any]:
+async def measure(
+    orders: int, per_batch: int, profile: str | None, pool: asyncpg.Pool[Any] | None = None
+) -> dict[str, Any]:
+    """Run ``orders`` through the batch path, ``per_batch`` new ones per batch; return the figures.
+
+    On ``pool`` (the test suite's database of its own), else on the order database.
+    """
     settings = OrderSettings()
-    pool = await create_pool(settings.database_url, 4)
+    owned = pool is None
+    if pool is None:
+        pool = await create_pool(settings.database_url, 4)
     participants = _Participants()
     handlers = Handlers(settings.timing())
     runtime = ConsumerRuntime(
@@ -200,7 +209,8 @@ async def measure(orders: int, per_batch: int, profile: str | None) -> dict[str,
         participants.answer()
     async with pool.acquire() as conn:
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", participants.outbox_ids)
-    await pool.close()
+    if owned:
+        await pool.close()
     if profiler is not None and profile:
         profiler.dump_stats(profile)
     timings = runtime.timings.as_dict()
