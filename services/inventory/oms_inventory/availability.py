@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+import orjson
+
 from oms_inventory import store
 from oms_inventory.stock import WarehouseLevel, availability
 from oms_shared import topics
-from oms_shared.contracts.inventory import AvailabilityChanged, WarehouseAvailability
+from oms_shared.contracts.inventory import AvailabilityChanged
 from oms_shared.outbox import UnitOfWork
 
 __all__ = ["AvailabilityBatch", "availability_changed", "availability_known"]
@@ -72,19 +74,22 @@ class AvailabilityBatch:
         self._skus, self._known = set(), {}
         at = datetime.now(UTC)
         for sku in availability(levels):
-            event = AvailabilityChanged(
-                sku=sku.sku,
-                available=sku.available,
-                warehouses=tuple(
-                    WarehouseAvailability(
-                        warehouse_id=w.warehouse_id,
-                        on_hand=w.on_hand,
-                        reserved=w.reserved,
-                        safety_stock=w.safety_stock,
-                        available=w.available,
-                    )
+            # AvailabilityChanged as its model would dump it (the handler tests check the
+            # bytes), without building and validating six models per event: ~4 per order.
+            event = {
+                "sku": sku.sku,
+                "available": sku.available,
+                "warehouses": [
+                    {
+                        "warehouse_id": w.warehouse_id,
+                        "on_hand": w.on_hand,
+                        "reserved": w.reserved,
+                        "safety_stock": w.safety_stock,
+                        "available": w.available,
+                    }
                     for w in sku.warehouses
-                ),
-                at=at,
-            )
-            self._uow.emit(topics.INVENTORY_AVAILABILITY, event, key=sku.sku)
+                ],
+                "at": at,
+            }
+            data = orjson.dumps(event, option=orjson.OPT_UTC_Z)
+            self._uow.emit_json(topics.INVENTORY_AVAILABILITY, AvailabilityChanged.ce_type, data, key=sku.sku)

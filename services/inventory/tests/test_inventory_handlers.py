@@ -165,6 +165,11 @@ def replies(emitted: list[OutgoingMessage]) -> list[OutgoingMessage]:
 def availability(emitted: list[OutgoingMessage]) -> dict[str, AvailabilityChanged]:
     events = [m for m in emitted if m.topic == topics.INVENTORY_AVAILABILITY.name]
     assert all(m.envelope.key == AvailabilityChanged.model_validate_json(m.envelope.data).sku.encode() for m in events)
+    # Written without pydantic: byte for byte what the contract model would write.
+    assert all(
+        AvailabilityChanged.model_validate_json(m.envelope.data).model_dump_json().encode() == m.envelope.data
+        for m in events
+    )
     return {a.sku: a for a in payloads(events, AvailabilityChanged)}
 
 
