@@ -181,9 +181,10 @@ class SagaBook:
     def _publish(self, outcome: Outcome, now: datetime, causation_id: str | None) -> None:
         saga = outcome.saga
         for command in outcome.commands:
-            self._uow.emit(
+            self._uow.emit_json(
                 command.topic,
-                command.payload,
+                command.payload.ce_type,
+                command.data,
                 key=saga.order_id,
                 correlation_id=saga.order_id,
                 causation_id=causation_id,

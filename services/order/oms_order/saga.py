@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+import orjson
 
 from oms_order.saga_state import (
     FINAL_FULFILLMENT,
@@ -168,18 +169,19 @@ class _Step:
         payload = build(request_id)
         topic = _TOPIC_OF[type(payload)]
         message_id = message_id_for(self.saga.order_id, request_id)
+        document = payload.model_dump(mode="json")
         self.saga.pending[request_id] = Pending(
             request_id=request_id,
             kind=kind,
             message_id=message_id,
             topic=topic.name,
             ce_type=payload.ce_type,
-            payload=payload.model_dump(mode="json"),
+            payload=document,
             deadline=self.now + (timeout or self.timing.reply_timeout),
             fulfillment_id=fulfillment_id,
             units=list(units),
         )
-        self.out.commands.append(Command(topic, payload, message_id))
+        self.out.commands.append(Command(topic, payload, message_id, orjson.dumps(document)))
 
     def timer(self, kind: str, after: timedelta, units: Iterable[Units] = ()) -> None:
         self.saga.counter += 1
@@ -759,7 +761,7 @@ def _resend(step: _Step, p: Pending) -> None:
     else:
         p.deadline = step.now + step.timing.reply_timeout * p.attempts
     payload = COMMAND_MODELS[p.ce_type].model_validate(p.payload)
-    step.out.commands.append(Command(topics.by_name(p.topic), payload, p.message_id))
+    step.out.commands.append(Command(topics.by_name(p.topic), payload, p.message_id, orjson.dumps(p.payload)))
 
 
 def _dump(items: Iterable[Units | Alloc]) -> list[dict[str, Any]]:

@@ -177,6 +177,8 @@ class Command:
     topic: Topic
     payload: Contract
     message_id: str
+    #: ``payload`` as JSON: dumped once, from the document its pending request keeps.
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)

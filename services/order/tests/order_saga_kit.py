@@ -55,6 +55,7 @@ class Driver:
         out = start(saga, self.now, TIMING)
         self.saga = out.saga
         self.outcomes = [out]
+        _dumped_as_the_model(out)
 
     @property
     def last(self) -> Outcome:
@@ -65,6 +66,7 @@ class Driver:
         out = decide(self.saga, event, self.now, TIMING)
         self.saga = out.saga
         self.outcomes.append(out)
+        _dumped_as_the_model(out)
         return out
 
     def statuses(self) -> list[str]:
@@ -78,6 +80,13 @@ class Driver:
         found = self.commands(model, outcome or self.last)
         assert len(found) == 1, f"expected one {model.__name__}, got {found}"
         return found[0]
+
+
+def _dumped_as_the_model(out: Outcome) -> None:
+    """Every command's JSON (dumped from its pending request's document, re-sends too) is
+    byte for byte what its contract model writes: every saga test checks it."""
+    for command in out.commands:
+        assert command.data == command.payload.model_dump_json().encode(), command.payload
 
 
 def reserved(cmd: ReserveStock, split: dict[int, list[tuple[str, int]]] | None = None, **kw: Any) -> StockReserved:
