@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ def _replies(command: Contract) -> list[tuple[int, tuple[str, Contract]]]:
         booked = ShipmentBooked(order_id=command.order_id, request_id=command.request_id,
                                 shipment_id=command.shipment_id, carrier="parcelco", service_level="standard",
                                 tracking_number=tracking, label_format="ZPL", cost_minor=499, currency="EUR")  # fmt: skip
-        now = Envelope(type="t", source="s", data=b"").time
+        now = datetime.now(UTC)
         dispatched = ShipmentDispatched(order_id=command.order_id, shipment_id=command.shipment_id,
                                         warehouse_id=command.warehouse_id, carrier="parcelco",
                                         tracking_number=tracking, at=now)  # fmt: skip

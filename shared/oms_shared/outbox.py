@@ -262,8 +262,9 @@ class UnitOfWork:
         traceparent: str | None = None,
         message_id: str | None = None,
     ) -> Envelope:
-        """:meth:`emit` for a payload already serialised: the caller answers for its
-        matching the contract of ``ce_type`` (a hot path that skips pydantic)."""
+        """:meth:`emit` for a payload already serialised (:func:`oms_shared.contracts.payload_json`):
+        the caller answers for its matching the contract of ``ce_type`` (a hot path that skips
+        pydantic)."""
         envelope = Envelope(
             type=ce_type,
             source=self.source,

@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-import orjson
-
 from oms_inventory import store
 from oms_inventory.stock import WarehouseLevel, availability
 from oms_shared import topics
+from oms_shared.contracts import payload_json
 from oms_shared.contracts.inventory import AvailabilityChanged
 from oms_shared.outbox import UnitOfWork
 
@@ -91,5 +90,5 @@ class AvailabilityBatch:
                 ],
                 "at": at,
             }
-            data = orjson.dumps(event, option=orjson.OPT_UTC_Z)
+            data = payload_json(event)
             self._uow.emit_json(topics.INVENTORY_AVAILABILITY, AvailabilityChanged.ce_type, data, key=sku.sku)

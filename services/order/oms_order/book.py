@@ -30,7 +30,7 @@ import orjson
 from oms_order import store
 from oms_order.saga_state import Outcome, Policy, Saga, Status
 from oms_shared import topics
-from oms_shared.contracts import RawPayload
+from oms_shared.contracts import RawPayload, payload_json
 from oms_shared.contracts.order import OrderStatus, OrderStatusChanged, PlaceOrder, order_id_for
 from oms_shared.outbox import OutboxWrite, UnitOfWork
 
@@ -228,7 +228,7 @@ class SagaBook:
             self._uow.emit_json(
                 topics.ORDER_STATUS,
                 OrderStatusChanged.ce_type,
-                orjson.dumps(event, option=orjson.OPT_UTC_Z),
+                payload_json(event),
                 key=order_id,
                 subject=order_id,
                 correlation_id=order_id,

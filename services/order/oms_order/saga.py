@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-import orjson
 
 from oms_order.saga_state import (
     FINAL_FULFILLMENT,
@@ -38,7 +37,7 @@ from oms_order.saga_state import (
     copy_saga,
 )
 from oms_shared import topics
-from oms_shared.contracts import Contract
+from oms_shared.contracts import Contract, payload_json
 from oms_shared.contracts.common import Coordinates, LineQuantity, PackageSpec
 from oms_shared.contracts.fulfillment import (
     CancelFulfillment,
@@ -181,7 +180,7 @@ class _Step:
             fulfillment_id=fulfillment_id,
             units=list(units),
         )
-        self.out.commands.append(Command(topic, payload, message_id, orjson.dumps(document)))
+        self.out.commands.append(Command(topic, payload, message_id, payload_json(document)))
 
     def timer(self, kind: str, after: timedelta, units: Iterable[Units] = ()) -> None:
         self.saga.counter += 1
@@ -761,7 +760,7 @@ def _resend(step: _Step, p: Pending) -> None:
     else:
         p.deadline = step.now + step.timing.reply_timeout * p.attempts
     payload = COMMAND_MODELS[p.ce_type].model_validate(p.payload)
-    step.out.commands.append(Command(topics.by_name(p.topic), payload, p.message_id, orjson.dumps(p.payload)))
+    step.out.commands.append(Command(topics.by_name(p.topic), payload, p.message_id, payload_json(p.payload)))
 
 
 def _dump(items: Iterable[Units | Alloc]) -> list[dict[str, Any]]:

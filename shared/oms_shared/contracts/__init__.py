@@ -7,11 +7,22 @@ Money is integer minor units with an ISO 4217 currency, never float.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Contract", "RawPayload"]
+__all__ = ["Contract", "RawPayload", "payload_json"]
+
+
+def payload_json(fields: Mapping[str, Any]) -> bytes:
+    """A payload's JSON from its fields, byte for byte what its contract model's dump would
+    be when ``fields`` are in the model's order and of its types (datetimes in UTC, written
+    with a ``Z`` as pydantic does). For hot paths that build a service's own events without
+    constructing and validating the model (``UnitOfWork.emit_json``); their tests compare
+    the bytes with the model's dump."""
+    return orjson.dumps(fields, option=orjson.OPT_UTC_Z)
 
 
 class Contract(BaseModel):
