@@ -16,12 +16,15 @@ read.
 A :class:`SagaCache` keeps the sagas the consumer committed between its batches: the
 read is skipped for a cached saga (the write checks its version) and the document is
 neither sent nor parsed again (a saga is loaded about ten times per order, ~1.8 KB
-each).
+each). With it, a one-statement batch does not read its new orders either (taken as
+new, checked by the write: :meth:`SagaBook._assume_new`) and takes the channels'
+policies from the cache (:data:`POLICY_TTL_S`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, get_args
 
@@ -35,6 +38,10 @@ from oms_shared.contracts.order import OrderStatus, OrderStatusChanged, PlaceOrd
 from oms_shared.outbox import OutboxWrite, UnitOfWork
 
 __all__ = ["SagaBook", "SagaCache", "prepare"]
+
+#: How long the consumer uses a channel's policy without reading it again (s): the
+#: policies are configuration, changed by hand in ``channel_policies``.
+POLICY_TTL_S = 10.0
 
 #: The statuses the status topic's contract allows.
 _STATUSES: frozenset[str] = frozenset(get_args(OrderStatus))
@@ -61,6 +68,8 @@ class SagaBook:
         self._cache: SagaCache | None = None
         #: order id -> the version of its row: as read, then as this batch wrote it.
         self._versions: dict[str, int] = {}
+        #: Some new order was taken as never accepted without reading (see :meth:`_assume_new`).
+        self._assumed_new = False
         uow.write_with(self)
 
     @staticmethod
@@ -88,6 +97,9 @@ class SagaBook:
             sagas = [i for i in sagas if i not in held]
             held = {}
         orders = sorted({i for i in order_ids if i not in self._fingerprints})
+        if self._uow.one_statement and self._cache is not None:
+            orders = self._assume_new(orders, tails)
+            self._policies.update(self._cache.policies(channels))
         wanted_channels = sorted({c for c in channels if c not in self._policies})
         wanted_tails = sorted({i for i in (*orders, *tails) if i not in self._tails})
         if not (sagas or orders or wanted_channels or wanted_tails):
@@ -107,8 +119,31 @@ class SagaBook:
         self._versions.update(found.versions)
         self._fingerprints.update({i: found.fingerprints.get(i) for i in orders})
         self._policies.update({c: found.policies.get(c, store.DEFAULT_POLICY) for c in wanted_channels})
+        if self._cache is not None:
+            self._cache.keep_policies({c: self._policies[c] for c in wanted_channels})
         self._tails.update({i: found.tails.get(i, (0, None)) for i in wanted_tails})
         await self._complete([saga for i in sagas if (saga := self._sagas[i]) is not None])
+
+    def _assume_new(self, order_ids: Sequence[str], tails: Iterable[str]) -> list[str]:
+        """Of ``order_ids``, the ones to read; the others are taken as never accepted, without a timeline.
+
+        An order id the cache holds no saga for is almost always a new order (a channel
+        re-sends rarely), so a one-statement batch does not read it: the write inserts
+        the order and aborts (OMS02) if it exists, and a timeline entry of a refused
+        earlier attempt makes the timeline insert fail; either way the runtime replays the
+        batch in a transaction that reads everything (see :func:`store.write_batch`).
+        """
+        assert self._cache is not None
+        asked = set(tails)
+        read: list[str] = []
+        for order_id in order_ids:
+            if order_id in asked or order_id in self._cache or self._sagas.get(order_id) is not None:
+                read.append(order_id)
+            else:
+                self._fingerprints[order_id] = None
+                self._tails.setdefault(order_id, (0, None))
+                self._assumed_new = True
+        return read
 
     async def _complete(self, sagas: Sequence[Saga]) -> None:
         """Give sagas saved before they kept their timeline's last entry theirs, from the timeline."""
@@ -257,7 +292,9 @@ class SagaBook:
             raise RuntimeError("a saga changed in a one-statement batch without the version it was read at")
         outbox_ids = None
         if orders or new or changed or entries or rejections or not outbox.empty:
-            outbox_ids = await store.write_batch(self._uow.conn, orders, new, changed, entries, rejections, outbox)
+            outbox_ids = await store.write_batch(
+                self._uow.conn, orders, new, changed, entries, rejections, outbox, assumed_new=self._assumed_new
+            )
         for saga in new:
             self._versions[saga.order_id] = 1
         for saga, _ in changed:
@@ -287,12 +324,28 @@ class SagaCache:
     beyond ``capacity`` the least recently put back go first.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, policy_ttl_s: float = POLICY_TTL_S) -> None:
         self.capacity = capacity
         self._held: dict[str, tuple[int, Saga]] = {}
+        self._policy_ttl_s = policy_ttl_s
+        #: channel -> (policy, maximum split), and when it was read (monotonic seconds).
+        self._policies: dict[str, tuple[tuple[Policy, int], float]] = {}
 
     def __len__(self) -> int:
         return len(self._held)
+
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._held
+
+    def policies(self, channels: Iterable[str]) -> dict[str, tuple[Policy, int]]:
+        """The policies of ``channels`` read less than the time to live ago (the others: read them)."""
+        oldest = time.monotonic() - self._policy_ttl_s
+        return {c: kept[0] for c in channels if (kept := self._policies.get(c)) is not None and kept[1] > oldest}
+
+    def keep_policies(self, policies: Mapping[str, tuple[Policy, int]]) -> None:
+        """Remember policies just read (a policy row changed by hand applies within the time to live)."""
+        now = time.monotonic()
+        self._policies.update({c: (policy, now) for c, policy in policies.items()})
 
     def take(self, order_ids: Iterable[str]) -> dict[str, tuple[int, Saga]]:
         """Remove and return the (version, saga) held for each of ``order_ids``."""

@@ -293,6 +293,78 @@ class TestOneStatementBatches:
         assert kinds[0]["reasons"]
 
 
+class TestNewOrdersTakenAsNew:
+    """With the consumer's cache, a one-statement batch does not read a new order's id (almost
+    always new): the write inserts it and aborts if it was accepted before, or if a refused
+    attempt started its timeline; the transactional replay reads everything."""
+
+    async def test_a_new_order_is_written_without_a_read(
+        self, pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        cache = book.SagaCache(10)
+        await handle_batch(pool, [place(external_order_id=f"W-{uuid.uuid4().hex[:8]}")], prepare=cache.prepare)
+        reads: list[Any] = []
+        real_load = store.load
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            reads.append(args[1:])
+            return await real_load(*args, **kwargs)
+
+        monkeypatch.setattr(store, "load", counted)
+        external_id = f"W-{uuid.uuid4().hex[:8]}"
+        order_id = order_id_for("web", external_id)
+        emitted = await handle_batch(
+            pool, [place(external_order_id=external_id)], prepare=cache.prepare, one_statement=True
+        )
+        assert reads == []  # the web channel's policy came from the cache too
+        assert timeline(emitted, order_id) == [(1, "received", None), (2, "accepted", "received")]
+        assert await pool.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order_id) == 1
+
+    async def test_an_order_accepted_before_aborts_then_the_replay_finds_it(self, pool: asyncpg.Pool[Any]) -> None:
+        external_id = f"W-{uuid.uuid4().hex[:8]}"
+        order_id = order_id_for("web", external_id)
+        await handle_batch(pool, [place(external_order_id=external_id)], prepare=book.prepare)
+        entries = await pool.fetchval("SELECT count(*) FROM status_history WHERE order_id = $1", order_id)
+        cache = book.SagaCache(10)  # another instance's, or its saga long evicted
+        message_id = str(uuid.uuid4())
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await handle_batch(
+                pool, [place(external_order_id=external_id)], prepare=cache.prepare, one_statement=True,
+                message_ids=[message_id],
+            )  # fmt: skip
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE  # replayed in a transaction, not retried in place
+        assert await pool.fetchval("SELECT count(*) FROM status_history WHERE order_id = $1", order_id) == entries
+        again = await handle_batch(
+            pool, [place(external_order_id=external_id)], prepare=cache.prepare, message_ids=[message_id]
+        )
+        assert again == []  # the same order again: a duplicate, nothing emitted
+        assert await pool.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order_id) == 1
+
+    async def test_a_refused_attempt_aborts_then_the_replay_continues_its_timeline(
+        self, pool: asyncpg.Pool[Any]
+    ) -> None:
+        external_id = f"W-{uuid.uuid4().hex[:8]}"
+        order_id = order_id_for("web", external_id)
+        cache = book.SagaCache(10)
+        refused = await handle_batch(
+            pool, [place(external_order_id=external_id, lines=[])], prepare=cache.prepare, one_statement=True
+        )
+        assert timeline(refused, order_id) == [(1, "rejected", None)]
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await handle_batch(pool, [place(external_order_id=external_id)], prepare=cache.prepare, one_statement=True)
+        assert await pool.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order_id) == 0
+        placed = await handle_batch(pool, [place(external_order_id=external_id)], prepare=cache.prepare)
+        assert timeline(placed, order_id) == [(2, "received", "rejected"), (3, "accepted", "received")]
+
+    async def test_policies_are_kept_for_their_time_to_live(self) -> None:
+        cache = book.SagaCache(10, policy_ttl_s=60)
+        cache.keep_policies({"web": ("ship_available", 3)})
+        assert cache.policies(["web", "pos"]) == {"web": ("ship_available", 3)}
+        expired = book.SagaCache(10, policy_ttl_s=0)
+        expired.keep_policies({"web": ("ship_available", 3)})
+        assert expired.policies(["web"]) == {}
+
+
 @pytest.mark.parametrize(
     "values", [(), ("plain",), ('with "quotes"', "back\\slash", "comma, {braces}", "", "NULL", "ünïcode")]
 )
