@@ -22,6 +22,10 @@ read, each message new) and aborts whole if one fails: two round trips per batch
 written concurrently since it was read aborts the statement, and the batch takes the
 claim-first path below, in a transaction whose reads lock, as before.
 
+``one_statement`` may also be a predicate over a batch's payloads: a consumer whose
+handlers can write some messages through one statement and others only in a
+transaction runs one-statement only the batches that hold nothing else.
+
 Transient errors (database or broker down, serialization failure) are retried in
 place with backoff, so the partition's order is kept. If a handler raises
 anything else, the batch is rolled back and replayed one message per transaction
@@ -61,7 +65,7 @@ from oms_shared.outbox import Publisher, UnitOfWork
 from oms_shared.retry import Backoff
 from oms_shared.topics import Topic
 
-__all__ = ["ConsumerRuntime", "Handler", "MessageContext", "Prepare", "Subscription", "Timings"]
+__all__ = ["ConsumerRuntime", "Handler", "MessageContext", "OneStatement", "Prepare", "Subscription", "Timings"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +73,8 @@ Handler = Callable[[Any, "MessageContext"], Awaitable[None]]
 #: Called once per batch transaction, before the handlers, with the payloads about to be
 #: handled: a service loads what they need in one statement (e.g. every saga of the batch).
 Prepare = Callable[[UnitOfWork, Sequence[Any]], Awaitable[None]]
+#: Whether a consumer's first attempt at a batch is one statement: always, or per batch (its payloads).
+OneStatement: TypeAlias = bool | Callable[[Sequence[Any]], bool]
 #: aiokafka ships no type information: a received record.
 Record: TypeAlias = ConsumerRecord
 
@@ -165,7 +171,7 @@ class ConsumerRuntime:
         batch_size: int = 500,
         prepare: Prepare | None = None,
         commit_interval_s: float = 0.1,
-        one_statement: bool = False,
+        one_statement: OneStatement = False,
         publisher: Publisher | None = None,
     ) -> None:
         self.name = name
@@ -302,7 +308,7 @@ class ConsumerRuntime:
     async def _apply(self, items: list[_Decoded], *, claim_first: bool = True) -> None:
         clock = _Clock(self.timings.phases_s)
         async with self._pool.acquire() as conn:
-            if self._one_statement and not claim_first:
+            if not claim_first and self._takes_one_statement(items):
                 uow = UnitOfWork(conn, self._source, one_statement=True, publisher=self._publisher)
                 await self._run_handlers(uow, items, claim_first=False, clock=clock)
             else:
@@ -313,6 +319,11 @@ class ConsumerRuntime:
         uow.committed()
         failpoints.hit("consumer.after_db_commit")
         self.handled += len(items)
+
+    def _takes_one_statement(self, items: list[_Decoded]) -> bool:
+        if callable(self._one_statement):
+            return self._one_statement([item.payload for item in items])
+        return self._one_statement
 
     async def _run_handlers(self, uow: UnitOfWork, items: list[_Decoded], *, claim_first: bool, clock: _Clock) -> None:
         clock.lap("begin")

@@ -30,7 +30,7 @@ from oms_shared.logs import configure_logging
 from oms_shared.outbox import Publisher
 from oms_shared.relay import OutboxRelay
 from oms_shared.retry import Backoff
-from oms_shared.runtime import ConsumerRuntime, Prepare, Subscription
+from oms_shared.runtime import ConsumerRuntime, OneStatement, Prepare, Subscription
 from oms_shared.settings import ServiceSettings
 
 __all__ = ["Resources", "ServiceSpec", "Worker", "periodic", "run", "serve"]
@@ -92,8 +92,8 @@ class ServiceSpec:
     #: Loads what a batch's handlers need in one go (see :data:`oms_shared.runtime.Prepare`).
     prepare: Prepare | None = None
     #: Handlers only read and one writer part writes each batch in a single statement
-    #: (see the one-statement mode in :mod:`oms_shared.runtime`).
-    one_statement: bool = False
+    #: (see the one-statement mode in :mod:`oms_shared.runtime`); a predicate: the batches it accepts.
+    one_statement: OneStatement = False
 
 
 #: Allocations between two young-generation collections (CPython's default: 700).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oms_inventory import reserving
+from oms_inventory import one_statement, reserving
 from oms_inventory.handlers import COMMAND_HANDLERS, MOVEMENT_HANDLERS
 from oms_inventory.settings import InventorySettings
 from oms_shared import service, topics
@@ -24,5 +24,6 @@ def main() -> None:
             ],
             migrations=["oms_inventory.migrations"],
             prepare=reserving.prepare,
+            one_statement=one_statement.takes_one_statement,
         )
     )

@@ -18,6 +18,7 @@ import structlog
 
 from oms_inventory import store
 from oms_inventory.availability import availability_known
+from oms_inventory.one_statement import BatchStock
 from oms_inventory.replies import allocations
 from oms_shared import topics
 from oms_shared.contracts.inventory import CommitStock, StockCommitted
@@ -34,6 +35,8 @@ class CommitBook:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
         self._commands: list[CommitStock] = []
+        #: A one-statement batch's read and write (None: this unit of work is a transaction).
+        self._batch: BatchStock | None = BatchStock.of(uow) if uow.one_statement else None
 
     @staticmethod
     def of(uow: UnitOfWork) -> CommitBook:
@@ -49,9 +52,12 @@ class CommitBook:
         if not self._commands:
             return
         commands, self._commands = self._commands, []
-        closed, levels = await store.commit_reservations(
-            self._uow.conn, [(c.order_id, c.request_id, c.warehouse_id) for c in commands]
-        )
+        requests = [(c.order_id, c.request_id, c.warehouse_id) for c in commands]
+        if self._batch is not None:
+            closed = self._batch.commit(requests)
+            levels = self._batch.levels(sku for _, changed in closed.values() for sku in changed)
+        else:
+            closed, levels = await store.commit_reservations(self._uow.conn, requests)
         for cmd in commands:
             committed, _ = closed.get((cmd.order_id, cmd.request_id, cmd.warehouse_id), ([], set()))
             log.info("stock_committed", order_id=cmd.order_id, lines=len(committed), warehouse_id=cmd.warehouse_id)

@@ -29,14 +29,15 @@ events.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from oms_inventory import store
 from oms_inventory.availability import availability_known
 from oms_inventory.domain import Candidate, Decision, Point, StockLevel, reservation_steps
+from oms_inventory.one_statement import BatchStock, NeedsTransaction
 from oms_inventory.store import RecordedDecision
-from oms_shared.contracts.inventory import ReserveStock
+from oms_shared.contracts.inventory import CommitStock, ReserveStock
 from oms_shared.errors import RetryableError
 from oms_shared.outbox import UnitOfWork
 
@@ -55,6 +56,8 @@ class ReserveBook:
         self._stock: dict[str, dict[str, StockLevel]] = {}
         self._decisions: dict[RequestKey, Decision | None] = {}
         self._recorded: list[RecordedDecision] = []
+        #: A one-statement batch's read and write (None: this unit of work is a transaction).
+        self._batch: BatchStock | None = BatchStock.of(uow) if uow.one_statement else None
 
     @staticmethod
     def of(uow: UnitOfWork) -> ReserveBook:
@@ -67,9 +70,28 @@ class ReserveBook:
         wanted_skus = sorted({sku for sku in skus if sku not in self._stock})
         if not wanted_requests and not wanted_skus:
             return
+        if self._batch is not None:  # the batch's one read (the prepare hook's) had them all
+            raise NeedsTransaction("a reserve request or SKU the batch did not read")
         priors, levels = await store.reserve_context(self._uow.conn, wanted_requests, wanted_skus)
-        self._decisions.update({r: priors.get(r) for r in wanted_requests})
-        self._stock.update({sku: {} for sku in wanted_skus})
+        self._known(wanted_requests, wanted_skus, priors, levels)
+
+    async def load_batch(self, reserves: Sequence[ReserveStock], commits: Sequence[CommitStock]) -> None:
+        """A one-statement batch: the batch's one read, for these reserves and the commits beside them."""
+        assert self._batch is not None
+        priors, levels = await self._batch.load(reserves, commits)
+        requests = {(c.order_id, c.request_id) for c in reserves}
+        self._known(requests, {line.sku for c in reserves for line in c.lines}, priors, levels)
+
+    def _known(
+        self,
+        requests: Iterable[RequestKey],
+        skus: Iterable[str],
+        priors: Mapping[RequestKey, Decision],
+        levels: Iterable[StockLevel],
+    ) -> None:
+        """Take what a read found: the requests' decisions (if any) and the SKUs' candidate rows."""
+        self._decisions.update({r: priors.get(r) for r in requests})
+        self._stock.update({sku: {} for sku in skus})
         for level in levels:
             self._stock[level.sku][level.warehouse_id] = level
 
@@ -100,6 +122,11 @@ class ReserveBook:
             return
         recorded, self._recorded = self._recorded, []
         steps = reservation_steps(a for r in recorded for a in r.decision.allocations)
+        if self._batch is not None:
+            self._batch.reserve(steps, recorded)
+            if steps:
+                availability_known(self._uow, self._batch.levels(sku for sku, _, _ in steps))
+            return
         reserved, inserted, levels = await store.record_reservations(self._uow.conn, steps, recorded)
         if reserved != len(steps) or inserted != len(recorded):
             # A duplicate request recorded by a concurrent consumer (a rebalance), or stock
@@ -111,8 +138,12 @@ class ReserveBook:
 
 
 async def prepare(uow: UnitOfWork, payloads: Sequence[Any]) -> None:
-    """The runtime's per-batch hook: read and lock what the batch's reserve commands need."""
+    """The runtime's per-batch hook: read and lock what the batch's reserve commands need
+    (a one-statement batch: read what its reserves and commits need, locking nothing)."""
     commands = [p for p in payloads if isinstance(p, ReserveStock)]
+    if uow.one_statement:
+        await ReserveBook.of(uow).load_batch(commands, [p for p in payloads if isinstance(p, CommitStock)])
+        return
     if commands:
         await ReserveBook.of(uow).load(
             ((c.order_id, c.request_id) for c in commands), (line.sku for c in commands for line in c.lines)

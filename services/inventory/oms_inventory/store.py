@@ -16,10 +16,16 @@ import orjson
 from oms_inventory.domain import Allocation, Candidate, Decision, Line, Point, StockLevel
 from oms_inventory.stock import Movement, ReservedLine, StockRow, WarehouseLevel
 from oms_shared.db import Connection
+from oms_shared.outbox import CONFLICT_SQLSTATE, OutboxWrite, outbox_ctes, outbox_ids, outbox_result
 
 __all__ = [
+    "ActiveReservation",
+    "BatchContext",
+    "CommitClose",
     "RecordedDecision",
+    "StockWrite",
     "apply_movement",
+    "batch_context",
     "commit_reservations",
     "lock_stock_row",
     "record_reservations",
@@ -27,12 +33,38 @@ __all__ = [
     "release_reservations",
     "reserve_context",
     "set_safety_stock",
+    "shipment_movement_id",
     "short_pick_context",
     "skus_at",
     "stock_levels",
     "upsert_warehouse",
+    "write_batch",
     "write_off_short_pick",
 ]
+
+
+def _decision_ctes(first: int) -> str:
+    """The CTEs ``d`` (decisions inserted, unless recorded meanwhile: RETURNING order and request)
+    and ``r`` (their reservations) reading :func:`_decision_columns` and six reservation
+    columns from placeholder ``$first`` on (fifteen arrays)."""
+    p = [f"${first + i}" for i in range(15)]
+    return f"""d AS (
+    INSERT INTO sourcing_decisions
+        (decision_id, order_id, request_id, outcome, reason, ship_to, candidates, chosen, unfilled, attempts)
+    SELECT u.decision_id, u.order_id, u.request_id, u.outcome, u.reason,
+           u.ship_to::jsonb, u.candidates::jsonb, u.chosen::jsonb, u.unfilled::jsonb, 1
+    FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::text[],
+                {p[5]}::text[], {p[6]}::text[], {p[7]}::text[], {p[8]}::text[])
+         AS u(decision_id, order_id, request_id, outcome, reason, ship_to, candidates, chosen, unfilled)
+    ON CONFLICT (order_id, request_id) DO NOTHING
+    RETURNING order_id, request_id
+), r AS (
+    INSERT INTO reservations (order_id, request_id, line_no, warehouse_id, sku, quantity, reserved_quantity)
+    SELECT u.order_id, u.request_id, u.line_no, u.warehouse_id, u.sku, u.quantity, u.quantity
+    FROM unnest({p[9]}::text[], {p[10]}::text[], {p[11]}::int[], {p[12]}::text[], {p[13]}::text[], {p[14]}::int[])
+         AS u(order_id, request_id, line_no, warehouse_id, sku, quantity)
+    JOIN d ON d.order_id = u.order_id AND d.request_id = u.request_id"""  # noqa: S608  (placeholders only)
+
 
 # --- reserving -------------------------------------------------------------------------
 # The earlier decisions of a batch's reserve requests, and the candidate stock rows of
@@ -62,29 +94,14 @@ SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(
 # `levels` is every stock row of the reserved SKUs as it stands after the update (the
 # statement's snapshot plus its deltas; they only count if every delta went in) for the
 # availability events, which would otherwise read them again in a round trip of their own.
-_RECORD_RESERVATIONS = """
+_RECORD_RESERVATIONS = f"""
 WITH reserved AS (
     UPDATE stock st SET reserved = st.reserved + p.quantity
     FROM unnest($1::text[], $2::text[], $3::int[]) AS p(sku, warehouse_id, quantity)
     WHERE st.sku = p.sku AND st.warehouse_id = p.warehouse_id
       AND st.on_hand - st.reserved - st.safety_stock >= p.quantity
     RETURNING 1
-), d AS (
-    INSERT INTO sourcing_decisions
-        (decision_id, order_id, request_id, outcome, reason, ship_to, candidates, chosen, unfilled, attempts)
-    SELECT u.decision_id, u.order_id, u.request_id, u.outcome, u.reason,
-           u.ship_to::jsonb, u.candidates::jsonb, u.chosen::jsonb, u.unfilled::jsonb, 1
-    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                $9::text[], $10::text[], $11::text[], $12::text[])
-         AS u(decision_id, order_id, request_id, outcome, reason, ship_to, candidates, chosen, unfilled)
-    ON CONFLICT (order_id, request_id) DO NOTHING
-    RETURNING order_id, request_id
-), r AS (
-    INSERT INTO reservations (order_id, request_id, line_no, warehouse_id, sku, quantity, reserved_quantity)
-    SELECT u.order_id, u.request_id, u.line_no, u.warehouse_id, u.sku, u.quantity, u.quantity
-    FROM unnest($13::text[], $14::text[], $15::int[], $16::text[], $17::text[], $18::int[])
-         AS u(order_id, request_id, line_no, warehouse_id, sku, quantity)
-    JOIN d ON d.order_id = u.order_id AND d.request_id = u.request_id
+), {_decision_ctes(4)}
 )
 SELECT (SELECT count(*) FROM reserved) AS reserved, (SELECT count(*) FROM d) AS recorded,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(
@@ -94,7 +111,7 @@ SELECT (SELECT count(*) FROM reserved) AS reserved, (SELECT count(*) FROM d) AS 
         LEFT JOIN unnest($1::text[], $2::text[], $3::int[]) AS p(sku, warehouse_id, quantity)
                ON p.sku = s.sku AND p.warehouse_id = s.warehouse_id
         WHERE s.sku = ANY($1::text[])) AS levels
-"""
+"""  # noqa: S608  (module constants and placeholders only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +143,22 @@ async def record_reservations(
     Returns the rows reserved, the decisions stored and, valid when every step went in,
     every stock row of the steps' SKUs after the reserve.
     """
-    allocations = [(r, a) for r in recorded for a in r.decision.allocations]
     row = await conn.fetchrow(
         _RECORD_RESERVATIONS,
         [sku for sku, _, _ in steps],
         [warehouse_id for _, warehouse_id, _ in steps],
         [quantity for _, _, quantity in steps],
+        *_decision_columns(recorded),
+    )
+    assert row is not None
+    levels = [WarehouseLevel(*level) for level in row["levels"]]
+    return int(row["reserved"]), int(row["recorded"]), levels
+
+
+def _decision_columns(recorded: Sequence[RecordedDecision]) -> tuple[list[Any], ...]:
+    """The decisions and their reservations as :func:`_decision_ctes` takes them (fifteen arrays)."""
+    allocations = [(r, a) for r in recorded for a in r.decision.allocations]
+    return (
         [r.decision.decision_id for r in recorded],
         [r.order_id for r in recorded],
         [r.request_id for r in recorded],
@@ -155,9 +182,6 @@ async def record_reservations(
         [a.sku for _, a in allocations],
         [a.quantity for _, a in allocations],
     )
-    assert row is not None
-    levels = [WarehouseLevel(*level) for level in row["levels"]]
-    return int(row["reserved"]), int(row["recorded"]), levels
 
 
 # --- releasing and committing ----------------------------------------------------------
@@ -287,6 +311,183 @@ async def commit_reservations(
         grouped.setdefault((closed["order_id"], closed["request_id"], closed["warehouse_id"]), []).append(closed)
     levels = [WarehouseLevel(*level) for level in row["levels"]]
     return {key: _closed(group) for key, group in grouped.items()}, levels
+
+
+# --- one-statement batches (reserve and commit commands only: oms_inventory.one_statement) ---
+# What such a batch reads, locking nothing: the active reservations of the committing
+# orders at their warehouses, and every stock row of the SKUs involved (the reserves' and
+# those reservations'), with its warehouse; one array of SKUs, so stock is read by its key
+# (`= ANY(..) OR IN (..)` scanned it all). Earlier decisions and commit claims are not
+# read: a repeat of a request from an earlier batch is rare, and the write's inserts find
+# it (the batch is then replayed in a transaction, which answers it as recorded).
+_BATCH_CONTEXT = """
+WITH active AS (
+    SELECT rs.order_id, rs.request_id, rs.line_no, rs.warehouse_id, rs.sku, rs.quantity
+    FROM reservations rs
+    JOIN (SELECT DISTINCT * FROM unnest($2::text[], $3::text[]) AS u(order_id, warehouse_id)) w
+      ON rs.order_id = w.order_id AND rs.warehouse_id = w.warehouse_id
+    WHERE rs.state = 'active'
+)
+SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(order_id, request_id, line_no, warehouse_id, sku, quantity)
+                                  ORDER BY line_no, request_id), '[]'::jsonb)
+        FROM active) AS active,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(
+                  s.sku, s.warehouse_id, s.on_hand, s.reserved, s.safety_stock, w.active, w.lat, w.lon)), '[]'::jsonb)
+        FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
+        WHERE s.sku = ANY(ARRAY(SELECT unnest($1::text[]) UNION SELECT sku FROM active))) AS stock
+"""
+
+# Such a batch's whole write, its own transaction. `changed` moves each stock row once by
+# its merged delta, only if it still holds the values read (an UPDATE re-checks its WHERE
+# on the latest version of a row written meanwhile) and, when it takes units, only if they
+# are still there. `seen`: every row of the SKUs whose availability the batch publishes
+# is as read, and there is no other (the events carry all of them). Then the decisions
+# and their reservations, the commit requests' claims, the committed reservations (each
+# still active) and their shipment movements, the outbox and the inbox claim. A count
+# short aborts it all (OMS02): the runtime replays the batch in a transaction that locks.
+_BATCH_WRITE = f"""
+WITH d0 AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::bool[], $7::int[], $8::int[])
+         AS u(sku, warehouse_id, on_hand, reserved, safety_stock, active, d_on_hand, d_reserved)
+), changed AS (
+    UPDATE stock st SET on_hand = st.on_hand + d.d_on_hand, reserved = st.reserved + d.d_reserved
+    FROM d0 d
+    WHERE (d.d_on_hand <> 0 OR d.d_reserved <> 0)
+      AND st.sku = d.sku AND st.warehouse_id = d.warehouse_id
+      AND st.on_hand = d.on_hand AND st.reserved = d.reserved AND st.safety_stock = d.safety_stock
+      AND (d.d_reserved - d.d_on_hand <= 0
+           OR st.on_hand - st.reserved - st.safety_stock >= d.d_reserved - d.d_on_hand)
+    RETURNING 1
+), seen AS (
+    SELECT count(*) FILTER (WHERE d.sku IS NOT NULL AND s.on_hand = d.on_hand AND s.reserved = d.reserved
+                            AND s.safety_stock = d.safety_stock AND w.active = d.active) AS same,
+           count(*) AS rows
+    FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
+    LEFT JOIN d0 d ON d.sku = s.sku AND d.warehouse_id = s.warehouse_id
+    WHERE s.sku = ANY(ARRAY(SELECT DISTINCT sku FROM d0))
+), {_decision_ctes(9)}
+), claim AS (
+    INSERT INTO requests (order_id, request_id, kind, warehouse_id)
+    SELECT * FROM unnest($24::text[], $25::text[], $26::text[], $27::text[])
+    ON CONFLICT (order_id, request_id) DO NOTHING
+    RETURNING 1
+), closed AS (
+    UPDATE reservations rs SET state = 'committed', closed_by = u.closed_by, closed_at = now()
+    FROM unnest($28::text[], $29::text[], $30::int[], $31::text[], $32::text[])
+         AS u(order_id, request_id, line_no, warehouse_id, closed_by)
+    WHERE rs.order_id = u.order_id AND rs.request_id = u.request_id AND rs.line_no = u.line_no
+      AND rs.warehouse_id = u.warehouse_id AND rs.state = 'active'
+    RETURNING 1
+), moved AS (
+    INSERT INTO movements (movement_id, sku, warehouse_id, kind, quantity, order_id)
+    SELECT m, s, w, 'shipment', q, o FROM unnest($33::text[], $34::text[], $35::text[], $36::int[], $37::text[])
+         AS u(m, s, w, q, o)
+), {outbox_ctes(38)}
+SELECT oms_check((SELECT count(*) FROM changed) = (SELECT count(*) FROM d0 WHERE d_on_hand <> 0 OR d_reserved <> 0)
+                 AND (SELECT same = cardinality($1::text[]) AND rows = cardinality($1::text[]) FROM seen)
+                 AND (SELECT count(*) FROM d) = cardinality($9::text[])
+                 AND (SELECT count(*) FROM claim) = cardinality($24::text[])
+                 AND (SELECT count(*) FROM closed) = cardinality($28::text[]),
+                 '{CONFLICT_SQLSTATE}', 'stock, a request or a reservation of this batch changed since it was read')
+           AS current,
+       {outbox_result(38)}
+"""  # noqa: S608  (module constants and placeholders only)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchContext:
+    """What a one-statement batch read (see ``_BATCH_CONTEXT``)."""
+
+    #: The active reservations of the committing orders at their warehouses, by line.
+    active: list[ActiveReservation]
+    #: Every stock row of the SKUs involved, and where its warehouse is.
+    stock: list[tuple[WarehouseLevel, Point]]
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveReservation:
+    """One active reservation row: its key and units."""
+
+    order_id: str
+    request_id: str
+    line_no: int
+    warehouse_id: str
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class StockWrite:
+    """One stock row as a one-statement batch read it, and how the batch moves it."""
+
+    level: WarehouseLevel
+    d_on_hand: int
+    d_reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitClose:
+    """A reservation a commit request closes, with the shipment movement it becomes."""
+
+    reservation: ActiveReservation
+    closed_by: str
+
+
+async def batch_context(conn: Connection, skus: Sequence[str], commits: Sequence[tuple[str, str]]) -> BatchContext:
+    """Read what a batch reserving ``skus`` and committing (order, warehouse) pairs needs, locking nothing."""
+    row = await conn.fetchrow(_BATCH_CONTEXT, list(skus), [o for o, _ in commits], [w for _, w in commits])
+    assert row is not None
+    return BatchContext(
+        active=[ActiveReservation(o, r, int(n), w, s, int(q)) for o, r, n, w, s, q in row["active"]],
+        stock=[
+            (WarehouseLevel(sku, wh, int(o), int(r), int(s), bool(a)), Point(lat, lon))
+            for sku, wh, o, r, s, a, lat, lon in row["stock"]
+        ],
+    )
+
+
+async def write_batch(
+    conn: Connection,
+    stock: Sequence[StockWrite],
+    recorded: Sequence[RecordedDecision],
+    claims: Sequence[tuple[str, str, str]],
+    closes: Sequence[CommitClose],
+    outbox: OutboxWrite,
+) -> list[int] | None:
+    """Write a one-statement batch (see ``_BATCH_WRITE``); returns the outbox rows' ids."""
+    row = await conn.fetchrow(
+        _BATCH_WRITE,
+        [w.level.sku for w in stock],
+        [w.level.warehouse_id for w in stock],
+        [w.level.on_hand for w in stock],
+        [w.level.reserved for w in stock],
+        [w.level.safety_stock for w in stock],
+        [w.level.active for w in stock],
+        [w.d_on_hand for w in stock],
+        [w.d_reserved for w in stock],
+        *_decision_columns(recorded),
+        [o for o, _, _ in claims],
+        [r for _, r, _ in claims],
+        ["commit"] * len(claims),
+        [w for _, _, w in claims],
+        [c.reservation.order_id for c in closes],
+        [c.reservation.request_id for c in closes],
+        [c.reservation.line_no for c in closes],
+        [c.reservation.warehouse_id for c in closes],
+        [c.closed_by for c in closes],
+        [shipment_movement_id(c.reservation) for c in closes],
+        [c.reservation.sku for c in closes],
+        [c.reservation.warehouse_id for c in closes],
+        [-c.reservation.quantity for c in closes],
+        [c.reservation.order_id for c in closes],
+        *outbox.params,
+    )
+    return outbox_ids(row)
+
+
+def shipment_movement_id(r: ActiveReservation) -> str:
+    """The key of the movement a committed reservation becomes (as ``_COMMIT`` writes it)."""
+    return f"commit:{r.order_id}:{r.warehouse_id}:{r.line_no}:{r.request_id}"
 
 
 # --- short picks ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from oms_inventory.handlers import (
     on_stock_movement_recorded,
     on_warehouse_upserted,
 )
+from oms_inventory.one_statement import NeedsTransaction, takes_one_statement
 from oms_inventory.reserving import ReserveBook
 from oms_shared import topics
 from oms_shared.contracts.common import Coordinates, LineQuantity
@@ -43,7 +44,7 @@ from oms_shared.contracts.inventory import (
 )
 from oms_shared.db import create_pool
 from oms_shared.errors import RetryableError
-from oms_shared.outbox import OutgoingMessage
+from oms_shared.outbox import CONFLICT_SQLSTATE, OutgoingMessage
 from oms_shared.testing import handle, handle_batch, payloads, rolled_back
 
 BERLIN = Coordinates(lat=52.52, lon=13.405)
@@ -642,14 +643,24 @@ class TestDatabaseRefusesOversell:
         assert await world.level(a, ber) == (3, 0, 0)
 
 
+ONE_STATEMENT_OR_NOT = pytest.mark.parametrize("one_statement", [False, True], ids=["transaction", "one-statement"])
+
+
+async def batch(pool: asyncpg.Pool[Any], items: list[tuple[Any, Any]], one_statement: bool) -> list[OutgoingMessage]:
+    """The batch as the consumer's first attempt runs it: one statement when the runtime would."""
+    assert takes_one_statement([payload for _, payload in items])
+    return await handle_batch(pool, items, prepare=reserving.prepare, one_statement=one_statement)
+
+
 class TestReserveBatches:
     """A batch's reserve commands are planned against one locked read and written in one statement."""
 
-    async def test_orders_of_one_batch_share_the_units(self, world: World) -> None:
+    @ONE_STATEMENT_OR_NOT
+    async def test_orders_of_one_batch_share_the_units(self, world: World, one_statement: bool) -> None:
         """Five orders for 3 units of one row in one batch: three reserved, two refused, books balance."""
         a, ber = await world.stocked(3)
         commands = [reserve((a, 1)) for _ in range(5)]
-        emitted = await handle_batch(world.pool, [(on_reserve_stock, c) for c in commands], prepare=reserving.prepare)
+        emitted = await batch(world.pool, [(on_reserve_stock, c) for c in commands], one_statement)
         reserved = payloads(replies(emitted), StockReserved)
         failed = payloads(replies(emitted), StockReservationFailed)
         assert [r.order_id for r in reserved] == [c.order_id for c in commands[:3]]
@@ -658,12 +669,13 @@ class TestReserveBatches:
         assert availability(emitted)[a].available == 0  # read after the book wrote its units
         await assert_books_balance(world.pool)
 
-    async def test_a_repeat_in_the_same_batch_gets_the_same_answer(self, world: World) -> None:
+    @ONE_STATEMENT_OR_NOT
+    async def test_a_repeat_in_the_same_batch_gets_the_same_answer(self, world: World, one_statement: bool) -> None:
         """The same request twice in one batch (two deliveries): one decision, one reservation."""
         a = world.sku("A")
         ber, _, _ = await world.three_warehouses(a, 5, 0, 0)
         cmd = reserve((a, 2))
-        emitted = await handle_batch(world.pool, [(on_reserve_stock, cmd)] * 2, prepare=reserving.prepare)
+        emitted = await batch(world.pool, [(on_reserve_stock, cmd)] * 2, one_statement)
         first, second = payloads(replies(emitted), StockReserved)
         assert first == second
         assert await world.level(a, ber) == (5, 2, 0)
@@ -700,7 +712,8 @@ class TestReserveBatches:
         assert await world.level(a, ber) == (2, 2, 0)
         await assert_books_balance(world.pool)
 
-    async def test_commit_in_the_batch_keeps_the_plan_valid(self, world: World) -> None:
+    @ONE_STATEMENT_OR_NOT
+    async def test_commit_in_the_batch_keeps_the_plan_valid(self, world: World, one_statement: bool) -> None:
         """A commit between reserves of the same row needs no re-read: availability is unchanged."""
         a, ber = await world.stocked(4)
         first = reserve((a, 1))
@@ -712,7 +725,7 @@ class TestReserveBatches:
             (on_reserve_stock, reserve((a, 2))),
             (on_reserve_stock, reserve((a, 1))),
         ]
-        emitted = await handle_batch(world.pool, items, prepare=reserving.prepare)
+        emitted = await batch(world.pool, items, one_statement)
         assert len(payloads(replies(emitted), StockReserved)) == 2
         assert len(payloads(replies(emitted), StockReservationFailed)) == 1
         assert await world.level(a, ber) == (3, 3, 0)
@@ -721,7 +734,10 @@ class TestReserveBatches:
         assert (level.on_hand, level.reserved) == (3, 3)
         await assert_books_balance(world.pool)
 
-    async def test_commits_of_one_batch_are_written_together_and_answered_each(self, world: World) -> None:
+    @ONE_STATEMENT_OR_NOT
+    async def test_commits_of_one_batch_are_written_together_and_answered_each(
+        self, world: World, one_statement: bool
+    ) -> None:
         """Two orders' commits (one delivered twice) in one batch: each answered with its lines, once in stock."""
         a, ber = await world.stocked(5)
         first, second = reserve((a, 2)), reserve((a, 1))
@@ -729,7 +745,7 @@ class TestReserveBatches:
             await handle(world.pool, on_reserve_stock, cmd)
         commits = [CommitStock(order_id=c.order_id, request_id=uid("R"), warehouse_id=ber) for c in (first, second)]
         items: list[tuple[Any, Any]] = [(on_commit_stock, commits[0]), (on_commit_stock, commits[1])]
-        emitted = await handle_batch(world.pool, [*items, (on_commit_stock, commits[0])], prepare=reserving.prepare)
+        emitted = await batch(world.pool, [*items, (on_commit_stock, commits[0])], one_statement)
         answered = payloads(replies(emitted), StockCommitted)
         assert [(r.order_id, [x.quantity for x in r.committed]) for r in answered] == [
             (first.order_id, [2]),
@@ -738,6 +754,10 @@ class TestReserveBatches:
         ]
         assert await world.level(a, ber) == (2, 0, 0)
         assert availability(emitted)[a].warehouses[0].on_hand == 2
+        if one_statement:  # a repeat from an earlier batch: the write finds its claim and aborts
+            with pytest.raises(asyncpg.PostgresError) as raised:
+                await batch(world.pool, [(on_commit_stock, commits[1])], one_statement=True)
+            assert raised.value.sqlstate == CONFLICT_SQLSTATE
         again = await handle(world.pool, on_commit_stock, commits[1])  # a later repeat replays
         assert [x.quantity for x in payloads(replies(again), StockCommitted)[0].committed] == [1]
         await assert_books_balance(world.pool)
@@ -769,6 +789,113 @@ class TestReserveBatches:
             with pytest.raises(RetryableError, match="reserved 0 of 1 stock rows"):
                 await book.flush()
         assert await world.level(a, ber) == (2, 0, 0)
+
+
+class TestOneStatementBatches:
+    """A batch of reserves and commits only is read once without locks and written in one
+    statement that aborts whole (OMS02) if anything it read has changed; the runtime then
+    replays it in a transaction (the locking path above)."""
+
+    @staticmethod
+    def changing_after_the_read(sql: str, *args: Any) -> Any:
+        async def prepare(uow: Any, batch_payloads: Any) -> None:
+            await reserving.prepare(uow, batch_payloads)
+            await uow.conn.execute(sql, *args)  # another writer, between the read and the write
+
+        return prepare
+
+    @pytest.mark.parametrize("change", ["the reserved row", "another row of the SKU", "a new row of the SKU"])
+    async def test_stock_changed_since_the_read_aborts_the_batch(self, world: World, change: str) -> None:
+        a = world.sku("A")
+        ber, ham, _ = await world.three_warehouses(a, 5, 2, 0)
+        sql, args = {
+            "the reserved row": ("UPDATE stock SET safety_stock = 1 WHERE sku = $1 AND warehouse_id = $2", (a, ber)),
+            "another row of the SKU": (
+                "UPDATE stock SET safety_stock = 1 WHERE sku = $1 AND warehouse_id = $2",
+                (a, ham),
+            ),
+            "a new row of the SKU": ("INSERT INTO stock (sku, warehouse_id) VALUES ($1, $2)", (a, world.wh("MUC"))),
+        }[change]
+        cmd, message_id = reserve((a, 2)), uid("M")
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await handle_batch(
+                world.pool, [(on_reserve_stock, cmd)], prepare=self.changing_after_the_read(sql, *args),
+                one_statement=True, message_ids=[message_id],
+            )  # fmt: skip
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        assert await world.reservations(cmd.order_id) == []
+        assert (
+            await world.pool.fetchval("SELECT count(*) FROM sourcing_decisions WHERE order_id = $1", cmd.order_id) == 0
+        )
+        emitted = await handle_batch(world.pool, [(on_reserve_stock, cmd)], prepare=reserving.prepare)
+        assert [r.order_id for r in payloads(replies(emitted), StockReserved)] == [cmd.order_id]
+        await assert_books_balance(world.pool)
+
+    async def test_a_repeat_from_an_earlier_batch_aborts_then_gets_the_recorded_answer(self, world: World) -> None:
+        a, ber = await world.stocked(5)
+        cmd = reserve((a, 2))
+        (first,) = payloads(
+            replies(await batch(world.pool, [(on_reserve_stock, cmd)], one_statement=True)), StockReserved
+        )
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await batch(world.pool, [(on_reserve_stock, cmd)], one_statement=True)
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        (again,) = payloads(
+            replies(await batch(world.pool, [(on_reserve_stock, cmd)], one_statement=False)), StockReserved
+        )
+        assert again == first
+        assert await world.level(a, ber) == (5, 2, 0)
+
+    async def test_a_reservation_closed_since_the_read_aborts_the_commit(self, world: World) -> None:
+        a, ber = await world.stocked(5)
+        cmd = reserve((a, 2))
+        await handle(world.pool, on_reserve_stock, cmd)
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ber)
+        released = """WITH r AS (UPDATE reservations SET state = 'released' WHERE order_id = $1
+                                 RETURNING sku, warehouse_id, quantity)
+                      UPDATE stock s SET reserved = s.reserved - r.quantity FROM r
+                      WHERE s.sku = r.sku AND s.warehouse_id = r.warehouse_id"""  # a release meanwhile
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await handle_batch(
+                world.pool, [(on_commit_stock, commit)], prepare=self.changing_after_the_read(released, cmd.order_id),
+                one_statement=True,
+            )  # fmt: skip
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        assert await world.level(a, ber) == (5, 0, 0)  # released, nothing committed, no movement
+        await assert_books_balance(world.pool)
+
+    async def test_an_order_reserving_and_committing_in_one_batch_takes_a_transaction(self, world: World) -> None:
+        a, ber = await world.stocked(5)
+        cmd = reserve((a, 2))
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ber)
+        with pytest.raises(NeedsTransaction):
+            await batch(world.pool, [(on_reserve_stock, cmd), (on_commit_stock, commit)], one_statement=True)
+        assert not takes_one_statement([cmd, ReleaseStock(order_id=cmd.order_id, request_id=uid("R"))])
+
+    async def test_fifty_racing_batches_for_twenty_units(self, world: World, stack: Any) -> None:
+        """50 one-order batches at once, each first as one statement and replayed in a transaction
+        when that aborts, as the runtime does: exactly 20 units reserved, never more."""
+        a = world.sku("HOT")
+        ids = await world.three_warehouses(a, 7, 7, 6)
+        dsn = await stack.provision_service(stack.admin_url(), "inventory_test")
+        racing = await create_pool(dsn, size=50)
+
+        async def as_the_runtime(cmd: ReserveStock) -> list[OutgoingMessage]:
+            try:
+                return await batch(racing, [(on_reserve_stock, cmd)], one_statement=True)
+            except (asyncpg.PostgresError, NeedsTransaction):
+                return await batch(racing, [(on_reserve_stock, cmd)], one_statement=False)
+
+        try:
+            results = await asyncio.gather(*(as_the_runtime(reserve((a, 1))) for _ in range(50)))
+        finally:
+            await racing.close()
+        reserved = [r for emitted in results for r in payloads(replies(emitted), StockReserved)]
+        failed = [r for emitted in results for r in payloads(replies(emitted), StockReservationFailed)]
+        assert (len(reserved), len(failed)) == (20, 30)
+        levels = [await world.level(a, wh) for wh in ids]
+        assert sum(reserved_units for _, reserved_units, _ in levels) == 20
+        await assert_books_balance(world.pool)
 
 
 class TestConcurrentReservations:
