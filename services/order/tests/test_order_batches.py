@@ -54,7 +54,12 @@ def timeline(emitted: list[Any], order_id: str) -> list[tuple[int, str, str | No
     return [(e.seq, e.status, e.previous_status) for e in events]
 
 
-async def test_duplicate_conflict_and_cancel_in_the_batch_of_the_order(pool: asyncpg.Pool[Any]) -> None:
+@pytest.mark.parametrize("one_statement", [False, True], ids=["transaction", "one-statement-with-cache"])
+async def test_duplicate_conflict_and_cancel_in_the_batch_of_the_order(
+    pool: asyncpg.Pool[Any], one_statement: bool
+) -> None:
+    """One statement with the cache, the new order is not read: the batch's own book still
+    sees its repeat, its conflicting twin and its cancellation."""
     external_id = f"W-{uuid.uuid4().hex[:8]}"
     order_id = order_id_for("web", external_id)
     other = f"W-{uuid.uuid4().hex[:8]}"
@@ -68,7 +73,8 @@ async def test_duplicate_conflict_and_cancel_in_the_batch_of_the_order(pool: asy
                   payment={"amount_paid": 3995, "reference": "psp-1"}),  # same key, other content
             cancel(external_id),
         ],
-        prepare=book.prepare,
+        prepare=book.SagaCache(10).prepare if one_statement else book.prepare,
+        one_statement=one_statement,
     )  # fmt: skip
     assert timeline(emitted, order_id) == [
         (1, "received", None),
