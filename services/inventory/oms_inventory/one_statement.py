@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from oms_inventory import store
-from oms_inventory.domain import Allocation, Decision, StockLevel
+from oms_inventory.domain import Allocation, StockLevel
 from oms_inventory.stock import WarehouseLevel
 from oms_inventory.store import ActiveReservation, CommitClose, RecordedDecision, StockWrite
 from oms_shared.contracts.inventory import CommitStock, ReserveStock
@@ -72,11 +72,8 @@ class BatchStock:
         """The batch's (one per unit of work; take it before the parts flush)."""
         return uow.part(BatchStock)
 
-    async def load(
-        self, reserves: Sequence[ReserveStock], commits: Sequence[CommitStock]
-    ) -> tuple[dict[tuple[str, str], Decision], list[StockLevel]]:
-        """Read what the batch needs; return the reserve requests' decisions (none: each is
-        taken as new, the write checks) and the candidate rows of their SKUs."""
+    async def load(self, reserves: Sequence[ReserveStock], commits: Sequence[CommitStock]) -> list[StockLevel]:
+        """Read what the batch needs; return the candidate rows of the reserves' SKUs."""
         if {c.order_id for c in reserves} & {c.order_id for c in commits}:
             raise NeedsTransaction("an order reserves and commits in one batch")
         skus = sorted({line.sku for c in reserves for line in c.lines})
@@ -93,7 +90,7 @@ class BatchStock:
                 candidates.append(StockLevel(level.sku, level.warehouse_id, on_hand, reserved, safety, location))
         for r in context.active:
             self._active.setdefault((r.order_id, r.warehouse_id), []).append(r)
-        return {}, candidates
+        return candidates
 
     def reserve(self, steps: Sequence[tuple[str, str, int]], recorded: Sequence[RecordedDecision]) -> None:
         """Take the steps' units (sku, warehouse, units) and keep the decisions for the write."""

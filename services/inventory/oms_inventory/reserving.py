@@ -78,9 +78,10 @@ class ReserveBook:
     async def load_batch(self, reserves: Sequence[ReserveStock], commits: Sequence[CommitStock]) -> None:
         """A one-statement batch: the batch's one read, for these reserves and the commits beside them."""
         assert self._batch is not None
-        priors, levels = await self._batch.load(reserves, commits)
+        levels = await self._batch.load(reserves, commits)
         requests = {(c.order_id, c.request_id) for c in reserves}
-        self._known(requests, {line.sku for c in reserves for line in c.lines}, priors, levels)
+        # No decision is read: each request is taken as new (the write's insert checks).
+        self._known(requests, {line.sku for c in reserves for line in c.lines}, {}, levels)
 
     def _known(
         self,

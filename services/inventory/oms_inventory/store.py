@@ -33,7 +33,6 @@ __all__ = [
     "release_reservations",
     "reserve_context",
     "set_safety_stock",
-    "shipment_movement_id",
     "short_pick_context",
     "skus_at",
     "stock_levels",
@@ -343,7 +342,7 @@ SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(order_id, request_id, line_n
 # are still there. `seen`: every row of the SKUs whose availability the batch publishes
 # is as read, and there is no other (the events carry all of them). Then the decisions
 # and their reservations, the commit requests' claims, the committed reservations (each
-# still active) and their shipment movements, the outbox and the inbox claim. A count
+# still active) and their shipment movements (keyed as `_COMMIT` keys them), the outbox and the inbox claim. A count
 # short aborts it all (OMS02): the runtime replays the batch in a transaction that locks.
 _BATCH_WRITE = f"""
 WITH d0 AS (
@@ -377,12 +376,13 @@ WITH d0 AS (
          AS u(order_id, request_id, line_no, warehouse_id, closed_by)
     WHERE rs.order_id = u.order_id AND rs.request_id = u.request_id AND rs.line_no = u.line_no
       AND rs.warehouse_id = u.warehouse_id AND rs.state = 'active'
-    RETURNING 1
+    RETURNING rs.order_id, rs.request_id, rs.line_no, rs.warehouse_id, rs.sku, rs.quantity
 ), moved AS (
     INSERT INTO movements (movement_id, sku, warehouse_id, kind, quantity, order_id)
-    SELECT m, s, w, 'shipment', q, o FROM unnest($33::text[], $34::text[], $35::text[], $36::int[], $37::text[])
-         AS u(m, s, w, q, o)
-), {outbox_ctes(38)}
+    SELECT 'commit:' || order_id || ':' || warehouse_id || ':' || line_no || ':' || request_id,
+           sku, warehouse_id, 'shipment', -quantity, order_id
+    FROM closed
+), {outbox_ctes(33)}
 SELECT oms_check((SELECT count(*) FROM changed) = (SELECT count(*) FROM d0 WHERE d_on_hand <> 0 OR d_reserved <> 0)
                  AND (SELECT same = cardinality($1::text[]) AND rows = cardinality($1::text[]) FROM seen)
                  AND (SELECT count(*) FROM d) = cardinality($9::text[])
@@ -390,7 +390,7 @@ SELECT oms_check((SELECT count(*) FROM changed) = (SELECT count(*) FROM d0 WHERE
                  AND (SELECT count(*) FROM closed) = cardinality($28::text[]),
                  '{CONFLICT_SQLSTATE}', 'stock, a request or a reservation of this batch changed since it was read')
            AS current,
-       {outbox_result(38)}
+       {outbox_result(33)}
 """  # noqa: S608  (module constants and placeholders only)
 
 
@@ -427,7 +427,7 @@ class StockWrite:
 
 @dataclass(frozen=True, slots=True)
 class CommitClose:
-    """A reservation a commit request closes, with the shipment movement it becomes."""
+    """A reservation a commit request closes (its shipment movement is written from it)."""
 
     reservation: ActiveReservation
     closed_by: str
@@ -475,19 +475,9 @@ async def write_batch(
         [c.reservation.line_no for c in closes],
         [c.reservation.warehouse_id for c in closes],
         [c.closed_by for c in closes],
-        [shipment_movement_id(c.reservation) for c in closes],
-        [c.reservation.sku for c in closes],
-        [c.reservation.warehouse_id for c in closes],
-        [-c.reservation.quantity for c in closes],
-        [c.reservation.order_id for c in closes],
         *outbox.params,
     )
     return outbox_ids(row)
-
-
-def shipment_movement_id(r: ActiveReservation) -> str:
-    """The key of the movement a committed reservation becomes (as ``_COMMIT`` writes it)."""
-    return f"commit:{r.order_id}:{r.warehouse_id}:{r.line_no}:{r.request_id}"
 
 
 # --- short picks ----------------------------------------------------------------------
