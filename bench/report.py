@@ -102,9 +102,14 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
     for name, usage in sorted(top["resources"].items()):
         lines.append(f"| {name} | {usage['cpu_pct']} | {usage['peak_rss_mb']} |")
     lines += ["", "The whole machine per step (% of all its CPUs; *steal*: time the hypervisor gave to other "
-              "machines, *iowait*: idle waiting on the disk): "
+              "machines, *iowait*: idle waiting on the disk; *probe*: CPU ms a fixed piece of work took, the "
+              "median through the step: higher when the shared host runs this machine slower): "
               + "; ".join(f"{s['offered_rate']:g}/s busy {m['busy_pct']}, steal {m['steal_pct']}, "
-                          f"iowait {m['iowait_pct']}" for s in steps if (m := s.get("machine"))) + "."]  # fmt: skip
+                          f"iowait {m['iowait_pct']}" + (f", probe {m['probe_ms']}" if "probe_ms" in m else "")
+                          for s in steps if (m := s.get("machine"))) + "."]  # fmt: skip
+    if warm := result.get("warmup"):
+        lines += ["", f"Warm-up before the steps (not a step): {warm['offered_rate']:g} orders/s for "
+                  f"{warm['duration_s']:g} s, p99 intake->reserved {warm['latency_ms']['reserved']['p99']} ms."]  # fmt: skip
     lines += ["", "## Baselines in the same run", ""]
     kafka, sql = result.get("raw_kafka", {}), result.get("raw_sql", {})
     if kafka and "error" not in kafka:
