@@ -99,19 +99,19 @@ def fresh_service_db(stack: Any) -> Any:
 
     ``await fresh_service_db("inventory", "oms_inventory.migrations")`` provisions the
     database ``oms_inventory_test`` (role ``oms_inventory_test``) next to the real one,
-    wipes it, applies the shared and the service's migrations and returns a pool.
-    Running services are never touched.
+    wipes it, applies the shared and the service's migrations and returns a pool (planning
+    as ``plan_cache_mode`` says: pass the service's own). Running services are never touched.
     """
     pools: list[asyncpg.Pool[Any]] = []
 
-    async def make(service: str, *migrations: str) -> asyncpg.Pool[Any]:
+    async def make(service: str, *migrations: str, plan_cache_mode: str = "auto") -> asyncpg.Pool[Any]:
         dsn = await stack.provision_service(stack.admin_url(), f"{service}_test")
         conn = await asyncpg.connect(dsn)
         try:
             await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
         finally:
             await conn.close()
-        pool = await create_pool(dsn, size=4)
+        pool = await create_pool(dsn, size=4, plan_cache_mode=plan_cache_mode)
         await apply_migrations(pool, "oms_shared.migrations", *migrations)
         pools.append(pool)
         return pool

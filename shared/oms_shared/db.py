@@ -39,12 +39,14 @@ def _jsonb_encode(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def create_pool(dsn: str, size: int = 10) -> asyncpg.Pool[Any]:
-    """A pool whose connections encode/decode jsonb with orjson."""
+async def create_pool(dsn: str, size: int = 10, *, plan_cache_mode: str = "auto") -> asyncpg.Pool[Any]:
+    """A pool whose connections encode/decode jsonb with orjson (and plan prepared statements
+    as ``plan_cache_mode`` says: see ``ServiceSettings.db_plan_cache_mode``)."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=size,
+        server_settings={} if plan_cache_mode == "auto" else {"plan_cache_mode": plan_cache_mode},
         init=_init_connection,
         reset=_keep_session,
         # Connections die when PostgreSQL restarts; do not keep them around for long.

@@ -136,7 +136,11 @@ async def serve(spec: ServiceSpec) -> bool:
         loop.add_signal_handler(sig, stopping.set)
 
     started = time.monotonic()
-    pool = await _wait_for(lambda: create_pool(settings.database_url, settings.db_pool_size), "postgres", stopping)
+    pool = await _wait_for(
+        lambda: create_pool(settings.database_url, settings.db_pool_size, plan_cache_mode=settings.db_plan_cache_mode),
+        "postgres",
+        stopping,
+    )
     await apply_migrations(pool, "oms_shared.migrations", *spec.migrations)
     producer = create_producer(settings.kafka_bootstrap_servers, client_id=f"oms-{spec.name}")
     await _wait_for(producer.start, "kafka", stopping)

@@ -88,6 +88,10 @@ class ServiceSettings(SharedSettings):
     #: The relay polls this often when no NOTIFY arrives (a safety net, not the main wake-up).
     relay_poll_interval_s: float = 1.0
     db_pool_size: int = 10
+    #: PostgreSQL's plan_cache_mode on the pool's connections. "auto": a prepared statement
+    #: is planned for its parameters five times, then keeps a generic plan unless that looks
+    #: dearer (most of ours keep one; a statement whose plan fits any batch may not).
+    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = "auto"
     #: Handled message ids are kept this long for deduplication, then pruned.
     inbox_retention_s: float = 7 * 24 * 3600
     #: How often the host prunes the inbox.

@@ -25,6 +25,7 @@ from oms_inventory.handlers import (
 )
 from oms_inventory.one_statement import NeedsTransaction, takes_one_statement
 from oms_inventory.reserving import ReserveBook
+from oms_inventory.settings import InventorySettings
 from oms_shared import topics
 from oms_shared.contracts.common import Coordinates, LineQuantity
 from oms_shared.contracts.inventory import (
@@ -74,9 +75,18 @@ WHERE s.reserved <> coalesce(r.total, 0)
 
 @pytest.fixture(scope="module")
 async def pool(fresh_service_db: Any) -> AsyncIterator[asyncpg.Pool[Any]]:
-    db: asyncpg.Pool[Any] = await fresh_service_db("inventory", "oms_inventory.migrations")
+    db: asyncpg.Pool[Any] = await fresh_service_db("inventory", "oms_inventory.migrations", plan_cache_mode=PLANS)
     yield db
     await db.close()
+
+
+#: The statements run as the service plans them (its pool's plan_cache_mode).
+PLANS = InventorySettings().db_plan_cache_mode
+
+
+async def test_the_pool_plans_as_the_service_does(pool: asyncpg.Pool[Any]) -> None:
+    assert PLANS == "force_generic_plan"
+    assert await pool.fetchval("SHOW plan_cache_mode") == PLANS
 
 
 def uid(prefix: str) -> str:
@@ -878,7 +888,7 @@ class TestOneStatementBatches:
         a = world.sku("HOT")
         ids = await world.three_warehouses(a, 7, 7, 6)
         dsn = await stack.provision_service(stack.admin_url(), "inventory_test")
-        racing = await create_pool(dsn, size=50)
+        racing = await create_pool(dsn, size=50, plan_cache_mode=PLANS)
 
         async def as_the_runtime(cmd: ReserveStock) -> list[OutgoingMessage]:
             try:
@@ -906,7 +916,7 @@ class TestConcurrentReservations:
         a = world.sku("HOT")
         ids = await world.three_warehouses(a, 7, 7, 6)
         dsn = await stack.provision_service(stack.admin_url(), "inventory_test")
-        racing = await create_pool(dsn, size=50)
+        racing = await create_pool(dsn, size=50, plan_cache_mode=PLANS)
         try:
             commands = [reserve((a, 1)) for _ in range(50)]
             results = await asyncio.gather(*(handle(racing, on_reserve_stock, cmd) for cmd in commands))
