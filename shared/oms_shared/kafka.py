@@ -44,13 +44,9 @@ def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        # A relay round reaches the producer whole (one batch per partition), so a linger
-        # does not fill its batches; it holds the round, and the relay's next round waits
-        # for the acknowledgement, which paces the rounds under load. Without it, two
-        # back-to-back 40 s A/B pairs looked better (300/s p99 1,094 / 867 -> 808 / 691 ms),
-        # but both long runs were worse: the full benchmark sustained 250 orders/s instead
-        # of 300, and ten minutes at 300/s fell behind after ~220 s (p99 30 s) where the same
-        # code with 2 ms kept up. Kept until the relay paces its rounds itself when busy.
+        # For single sends (dead letters, the benchmark's seeding). The relay closes its
+        # batches, which the producer sends at once, and paces its rounds itself (see
+        # oms_shared.relay): the linger used to hold every round for 2 ms, idle or not.
         linger_ms=2,
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
