@@ -204,10 +204,11 @@ def cpu_probe_ms(rounds: int = 3) -> float:
     """CPU milliseconds this thread needs for a fixed piece of work (the least of ``rounds``).
 
     This machine is a virtual one on a shared host and reports no steal time, yet the same
-    work costs it ~20% more CPU from one minute to the next, idle or not (the host's clock
-    and its other guests: our thread is charged while the virtual CPU is held up). The
-    services' CPU figures move with it, so compare steps, runs and A/B pairs with their
-    probes in view. The least of a few rounds drops interrupts.
+    work costs it ~20% more CPU from one minute to the next (the host's clock, and its
+    other guests: our thread is charged while the virtual CPU is held up). A tight loop
+    in the first cache catches that, not contention for the host's caches and memory:
+    compare runs with the code-free baselines too (bench/README.md, session 13). The
+    least of a few rounds drops interrupts.
     """
     best = float("inf")
     for _ in range(rounds):
