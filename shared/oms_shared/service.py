@@ -149,6 +149,7 @@ async def serve(spec: ServiceSpec) -> bool:
         dsn=settings.database_url,
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
+        pace_s=settings.relay_pace_s,
     )
     runtime: ConsumerRuntime | None = None
     consumer = None

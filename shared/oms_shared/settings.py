@@ -87,6 +87,9 @@ class ServiceSettings(SharedSettings):
     relay_batch_size: int = 1000
     #: The relay polls this often when no NOTIFY arrives (a safety net, not the main wake-up).
     relay_poll_interval_s: float = 1.0
+    #: A relay round starts no sooner than this after the previous one started (s): idle,
+    #: a committed row goes out at once; busy, rows gather into fewer, larger rounds.
+    relay_pace_s: float = Field(0.002, ge=0)
     db_pool_size: int = 10
     #: PostgreSQL's plan_cache_mode on the pool's connections. "auto": a prepared statement
     #: is planned for its parameters five times, then keeps a generic plan unless that looks
