@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from oms_shared.db import apply_migrations, create_pool
+from oms_shared.db import PlanCacheMode, apply_migrations, create_pool
 from oms_shared.topics import ALL_TOPICS, Topic, ensure_topics
 from tests import support
 from tests.harness.app import EVENTS as HARNESS_EVENTS
@@ -104,7 +104,7 @@ def fresh_service_db(stack: Any) -> Any:
     """
     pools: list[asyncpg.Pool[Any]] = []
 
-    async def make(service: str, *migrations: str, plan_cache_mode: str = "auto") -> asyncpg.Pool[Any]:
+    async def make(service: str, *migrations: str, plan_cache_mode: PlanCacheMode = "auto") -> asyncpg.Pool[Any]:
         dsn = await stack.provision_service(stack.admin_url(), f"{service}_test")
         conn = await asyncpg.connect(dsn)
         try:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 from importlib import resources
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import asyncpg
 import orjson
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["Connection", "apply_migrations", "create_pool"]
+__all__ = ["Connection", "PlanCacheMode", "apply_migrations", "create_pool"]
+
+#: PostgreSQL's plan_cache_mode for a pool's connections ("auto": PostgreSQL's default).
+PlanCacheMode: TypeAlias = Literal["auto", "force_generic_plan", "force_custom_plan"]
 
 #: A connection, whether taken from a pool (a proxy) or opened directly.
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
@@ -39,7 +42,7 @@ def _jsonb_encode(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def create_pool(dsn: str, size: int = 10, *, plan_cache_mode: str = "auto") -> asyncpg.Pool[Any]:
+async def create_pool(dsn: str, size: int = 10, *, plan_cache_mode: PlanCacheMode = "auto") -> asyncpg.Pool[Any]:
     """A pool whose connections encode/decode jsonb with orjson (and plan prepared statements
     as ``plan_cache_mode`` says: see ``ServiceSettings.db_plan_cache_mode``)."""
     pool = await asyncpg.create_pool(

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from oms_shared.db import PlanCacheMode
 from oms_shared.topology import database_name, role_name
 
 __all__ = [
@@ -94,7 +95,7 @@ class ServiceSettings(SharedSettings):
     #: PostgreSQL's plan_cache_mode on the pool's connections. "auto": a prepared statement
     #: is planned for its parameters five times, then keeps a generic plan unless that looks
     #: dearer (most of ours keep one; a statement whose plan fits any batch may not).
-    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = "auto"
+    db_plan_cache_mode: PlanCacheMode = "auto"
     #: Handled message ids are kept this long for deduplication, then pruned.
     inbox_retention_s: float = 7 * 24 * 3600
     #: How often the host prunes the inbox.

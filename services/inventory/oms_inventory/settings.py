@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic_settings import SettingsConfigDict
 
+from oms_shared.db import PlanCacheMode
 from oms_shared.settings import ServiceSettings, local_database_url
 
 __all__ = ["InventorySettings"]
@@ -23,4 +22,4 @@ class InventorySettings(ServiceSettings):
     #: on the path to `reserved`, where its generic plan runs as fast (measured with
     #: pg_stat_statements.track_planning, session 13). Every other statement of this service
     #: kept its generic plan anyway.
-    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = "force_generic_plan"
+    db_plan_cache_mode: PlanCacheMode = "force_generic_plan"
