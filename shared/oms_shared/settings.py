@@ -22,7 +22,7 @@ from oms_shared.topology import database_name, role_name
 __all__ = [
     "LOCAL_PG_PORT",
     "LOCAL_PG_SOCKET_DIR",
-    "OFF_PATH_FETCH_MIN_BYTES",
+    "OffPathSettings",
     "ServiceSettings",
     "SharedSettings",
     "local_database_url",
@@ -33,13 +33,6 @@ LOCAL_PG_PORT = 55432
 #: Unix socket: a round trip there costs half a loopback TCP one (measured on this
 #: 2-core VM: 53 vs 96 us, client CPU 23 vs 51 us), and a batch makes several.
 LOCAL_PG_SOCKET_DIR = "/tmp"  # noqa: S108 - PostgreSQL's own default; SCRAM also authenticates the server
-
-#: ``consumer_fetch_min_bytes`` of the services off the intake->reserved path (fulfillment,
-#: shipping, returns, the simulators): the broker may hold their fetches up to the fetch
-#: wait for fuller batches. At 100 orders/s this took those four consumers from ~53% to
-#: ~32% of a core, which the path's consumers got (p99 intake->reserved 237/224 -> 180/141
-#: ms in back-to-back runs); the journey to shipped waits a few fetches longer.
-OFF_PATH_FETCH_MIN_BYTES = 64 * 1024
 
 
 def local_database_url(service: str) -> str:
@@ -100,3 +93,20 @@ class ServiceSettings(SharedSettings):
     inbox_retention_s: float = 7 * 24 * 3600
     #: How often the host prunes the inbox.
     inbox_prune_interval_s: float = 60.0
+
+
+class OffPathSettings(ServiceSettings):
+    """Settings of a consumer off the intake->reserved path (fulfillment, shipping, returns, simulators).
+
+    The broker may hold its fetches for fuller batches: every batch costs a transaction,
+    a relay round, a produce request and a fetch whatever its size, and on two cores the
+    path's consumers get the CPU saved. Up to 64 KiB or 200 ms: at 100 orders/s these five
+    consumers used ~16-18% of a core against ~31% with a 50 ms wait (the machine 72-80%
+    busy against 88%, p99 intake->reserved 61-105 against 95-110 ms; at 300/s p99 517-914
+    against 1,206-1,697 ms), while the journey to shipped took ~0.7 s instead of ~0.3 s at
+    p50 (bench/README.md, session 14). 64 KiB alone, with the 50 ms wait, had taken them
+    from ~53% to ~32%.
+    """
+
+    consumer_fetch_min_bytes: int = Field(64 * 1024, ge=1)
+    consumer_fetch_wait_ms: int = 200

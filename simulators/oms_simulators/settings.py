@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode
 
-from oms_shared.settings import OFF_PATH_FETCH_MIN_BYTES, ServiceSettings, local_database_url
+from oms_shared.settings import OffPathSettings, local_database_url
 
 __all__ = ["CommaSet", "SimulatorSettings"]
 
@@ -22,12 +22,10 @@ def _split_commas(value: object) -> object:
 CommaSet = Annotated[frozenset[str], NoDecode, BeforeValidator(_split_commas)]
 
 
-class SimulatorSettings(ServiceSettings):
+class SimulatorSettings(OffPathSettings):
     """Fields of every simulator process; both share the ``oms_simulators`` database."""
 
     database_url: str = local_database_url("simulators")
-    #: Off the intake->reserved path: fuller, fewer fetches (see OFF_PATH_FETCH_MIN_BYTES).
-    consumer_fetch_min_bytes: int = Field(OFF_PATH_FETCH_MIN_BYTES, ge=1)
     #: The simulator's consumer group (each simulator sets its own default).
     group_id: str
     #: Seed of every random decision: the same seed replays the same world.

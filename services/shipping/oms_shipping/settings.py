@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from oms_shared.settings import OFF_PATH_FETCH_MIN_BYTES, ServiceSettings, local_database_url
+from oms_shared.settings import OffPathSettings, local_database_url
 from oms_shipping.rates import CARRIERS, Carrier, carriers_from_json
 
 __all__ = ["ShippingSettings"]
 
 
-class ShippingSettings(ServiceSettings):
+class ShippingSettings(OffPathSettings):
     """Shared fields unprefixed; this service's own fields read as SHIPPING_<FIELD>."""
 
     model_config = SettingsConfigDict(env_prefix="SHIPPING_", extra="ignore")
 
     database_url: str = local_database_url("shipping")
     health_port: int = 8084
-    #: Off the intake->reserved path: fuller, fewer fetches (see OFF_PATH_FETCH_MIN_BYTES).
-    consumer_fetch_min_bytes: int = Field(OFF_PATH_FETCH_MIN_BYTES, ge=1)
     #: A JSON rate card replacing the built-in carriers (format in the service README).
     carriers_file: Path | None = None
 
