@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
 
+from oms_fulfillment.settings import FulfillmentSettings
+from oms_inventory.settings import InventorySettings
 from oms_order.settings import OrderSettings
+from oms_returns.settings import ReturnsSettings
 from oms_shared.errors import SchemaViolation, is_transient
 from oms_shared.retry import Backoff
+from oms_shared.settings import ServiceSettings
 from oms_shared.topics import ALL_TOPICS, ORDER_PARTITIONS, by_name, with_dead_letters
+from oms_shipping.settings import ShippingSettings
+from oms_simulators.carrier.settings import CarrierSimSettings
+from oms_simulators.warehouse.settings import WarehouseSimSettings
 
 
 class TestTopicRegistry:
@@ -57,6 +65,26 @@ class TestSettings:
         monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
         monkeypatch.setenv("ORDER_KAFKA_BOOTSTRAP_SERVERS", "wrong:1")
         assert OrderSettings().kafka_bootstrap_servers == "127.0.0.1:9092"
+
+    def test_only_the_path_is_answered_at_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Order and inventory fetch with 1 byte and 50 ms; the rest wait for fuller batches."""
+        for name in list(os.environ):
+            if "_CONSUMER_FETCH_" in name:
+                monkeypatch.delenv(name)
+        fetches: dict[type[ServiceSettings], tuple[int, int]] = {
+            OrderSettings: (1, 50),
+            InventorySettings: (1, 50),
+            FulfillmentSettings: (64 * 1024, 200),
+            ShippingSettings: (64 * 1024, 200),
+            ReturnsSettings: (64 * 1024, 200),
+            WarehouseSimSettings: (64 * 1024, 200),
+            CarrierSimSettings: (64 * 1024, 200),
+        }
+        for cls, expected in fetches.items():
+            settings = cls()
+            assert (settings.consumer_fetch_min_bytes, settings.consumer_fetch_wait_ms) == expected, cls.__name__
+        monkeypatch.setenv("SHIPPING_CONSUMER_FETCH_WAIT_MS", "75")
+        assert ShippingSettings().consumer_fetch_wait_ms == 75
 
 
 class TestErrorClassification:
