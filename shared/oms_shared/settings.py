@@ -101,8 +101,8 @@ class OffPathSettings(ServiceSettings):
     The broker may hold its fetches for fuller batches: every batch costs a transaction,
     a relay round, a produce request and a fetch whatever its size, and on two cores the
     path's consumers get the CPU saved. Up to 64 KiB or 200 ms: at 100 orders/s these five
-    consumers used ~16-18% of a core against ~31% with a 50 ms wait (the machine 72-80%
-    busy against 88%, p99 intake->reserved 61-105 against 95-110 ms; at 300/s p99 517-914
+    consumers used ~15-18% of a core against ~31% with a 50 ms wait (the machine 65-80%
+    busy against 88%, p99 intake->reserved 57-105 against 95-110 ms; at 300/s p99 517-915
     against 1,206-1,697 ms), while the journey to shipped took ~0.7 s instead of ~0.3 s at
     p50 (bench/README.md, session 14). 64 KiB alone, with the 50 ms wait, had taken them
     from ~53% to ~32%.
