@@ -73,15 +73,15 @@ WHERE s.reserved <> coalesce(r.total, 0)
 """
 
 
+#: The statements run as the service plans them (its pool's plan_cache_mode).
+PLANS = InventorySettings().db_plan_cache_mode
+
+
 @pytest.fixture(scope="module")
 async def pool(fresh_service_db: Any) -> AsyncIterator[asyncpg.Pool[Any]]:
     db: asyncpg.Pool[Any] = await fresh_service_db("inventory", "oms_inventory.migrations", plan_cache_mode=PLANS)
     yield db
     await db.close()
-
-
-#: The statements run as the service plans them (its pool's plan_cache_mode).
-PLANS = InventorySettings().db_plan_cache_mode
 
 
 async def test_the_pool_plans_as_the_service_does(pool: asyncpg.Pool[Any]) -> None:
