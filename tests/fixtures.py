@@ -119,9 +119,12 @@ def fresh_service_db(stack: Any) -> Any:
     return make
 
 
-#: The harness's two ways of writing a batch: in a transaction, and one-statement (see oms_shared.runtime).
+#: The harness's two ways of writing a batch: in a transaction, and one-statement (see
+#: oms_shared.runtime); and its consumer on librdkafka instead of aiokafka (oms_shared.librdkafka).
 HARNESS_MODES = pytest.mark.parametrize(
-    "mode", [{}, {"HARNESS_ONE_STATEMENT": "true"}], ids=["transaction", "one-statement"]
+    "mode",
+    [{}, {"HARNESS_ONE_STATEMENT": "true"}, {"HARNESS_ONE_STATEMENT": "true", "HARNESS_CONSUMER_CLIENT": "librdkafka"}],
+    ids=["transaction", "one-statement", "one-statement-librdkafka"],
 )
 
 

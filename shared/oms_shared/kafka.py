@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from oms_shared.librdkafka import LibrdkafkaConsumer
+from oms_shared.settings import ConsumerClient
+
 __all__ = ["KeyHashPartitioner", "create_consumer", "create_producer"]
 
 
@@ -64,8 +67,29 @@ def create_consumer(
     max_records: int = 500,
     fetch_wait_ms: int = 50,
     fetch_min_bytes: int = 1,
-) -> AIOKafkaConsumer:
+    client: ConsumerClient = "aiokafka",
+) -> AIOKafkaConsumer | LibrdkafkaConsumer:
     """A consumer whose offsets are committed by the runtime, after the database commit."""
+    if client == "librdkafka":
+        config = {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": group_id,
+            "client.id": client_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": fetch_wait_ms,
+            "fetch.min.bytes": fetch_min_bytes,
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            "max.poll.interval.ms": 300_000,
+            # What librdkafka prefetches per partition set (default 64 MB): a backlog must
+            # not take a service past its memory budget.
+            "queued.max.messages.kbytes": 8_192,
+        }
+        if instance_id:
+            config["group.instance.id"] = instance_id
+        return LibrdkafkaConsumer(topics, config)
     extra = {"group_instance_id": instance_id} if instance_id else {}
     return AIOKafkaConsumer(
         *topics,

@@ -61,6 +61,7 @@ from oms_shared.errors import (
     is_transient,
 )
 from oms_shared.inbox import claim
+from oms_shared.librdkafka import LibrdkafkaConsumer
 from oms_shared.outbox import Publisher, UnitOfWork
 from oms_shared.retry import Backoff
 from oms_shared.topics import Topic
@@ -165,7 +166,7 @@ class ConsumerRuntime:
         name: str,
         source: str,
         pool: asyncpg.Pool[Any],
-        consumer: AIOKafkaConsumer,
+        consumer: AIOKafkaConsumer | LibrdkafkaConsumer,
         producer: AIOKafkaProducer,
         subscriptions: Sequence[Subscription],
         batch_size: int = 500,

@@ -163,6 +163,7 @@ async def serve(spec: ServiceSpec) -> bool:
             max_records=settings.consumer_batch_size,
             fetch_wait_ms=settings.consumer_fetch_wait_ms,
             fetch_min_bytes=settings.consumer_fetch_min_bytes,
+            client=settings.consumer_client,
         )
         await _wait_for(consumer.start, "kafka consumer", stopping)
         runtime = ConsumerRuntime(

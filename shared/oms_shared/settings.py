@@ -22,6 +22,8 @@ from oms_shared.topology import database_name, role_name
 __all__ = [
     "LOCAL_PG_PORT",
     "LOCAL_PG_SOCKET_DIR",
+    "PATH_CONSUMER_CLIENT",
+    "ConsumerClient",
     "OffPathSettings",
     "ServiceSettings",
     "SharedSettings",
@@ -33,6 +35,16 @@ LOCAL_PG_PORT = 55432
 #: Unix socket: a round trip there costs half a loopback TCP one (measured on this
 #: 2-core VM: 53 vs 96 us, client CPU 23 vs 51 us), and a batch makes several.
 LOCAL_PG_SOCKET_DIR = "/tmp"  # noqa: S108 - PostgreSQL's own default; SCRAM also authenticates the server
+
+
+ConsumerClient = Literal["aiokafka", "librdkafka"]
+
+#: The consumer client of the intake->reserved path's services (order, inventory). At 100
+#: orders/s their consumers run ~190 and ~100 batches a second, most of one message, and
+#: aiokafka spent ~440 us of CPU on each against librdkafka's ~220 (bench/README.md, session
+#: 15): in quick runs the order process used 22.8-26.6% of a core against 29.1-31.1, p99
+#: intake->reserved 35-48 ms against 52-55.
+PATH_CONSUMER_CLIENT: ConsumerClient = "librdkafka"
 
 
 def local_database_url(service: str) -> str:
@@ -74,6 +86,11 @@ class ServiceSettings(SharedSettings):
     #: 1 answers at once: right on the order path. A service off it may wait for fuller
     #: batches: each batch and fetch has a fixed cost, paid per message when batches are small.
     consumer_fetch_min_bytes: int = Field(1, ge=1)
+    #: The consumer's Kafka client: aiokafka, or librdkafka (confluent-kafka: fetches and
+    #: decoding in C, half the client CPU per batch; see oms_shared.librdkafka). The path's
+    #: services (order, inventory), which run hundreds of small batches a second, use
+    #: librdkafka (:data:`PATH_CONSUMER_CLIENT`); off the path batches are few and large.
+    consumer_client: ConsumerClient = "aiokafka"
     #: Offsets are committed at most this often (s): handled batches are durable in the
     #: database already and a replay after a crash is deduplicated by the inbox.
     consumer_commit_interval_s: float = 0.1

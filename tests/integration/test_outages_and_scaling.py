@@ -77,6 +77,7 @@ class TestDatabaseOutage:
 class TestPartitionSharing:
     """Two instances share the partitions; killing one hands them over with nothing lost or doubled."""
 
+    @pytest.mark.parametrize("client", ["aiokafka", "librdkafka"])
     async def test_two_instances_then_one_is_killed(
         self,
         producer: AIOKafkaProducer,
@@ -84,10 +85,11 @@ class TestPartitionSharing:
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
         harness_topic: Topic,
+        client: str,
     ) -> None:
         counters = [f"share-{i}-{uuid.uuid4()}" for i in range(12)]
-        first = new_harness(harness_dsn, harness, harness_topic).start()
-        second = new_harness(harness_dsn, harness, harness_topic).start()
+        first = new_harness(harness_dsn, harness, harness_topic, HARNESS_CONSUMER_CLIENT=client).start()
+        second = new_harness(harness_dsn, harness, harness_topic, HARNESS_CONSUMER_CLIENT=client).start()
         await first.wait_ready()
         await second.wait_ready()
 

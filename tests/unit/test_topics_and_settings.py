@@ -8,12 +8,15 @@ import re
 import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
+from pydantic import ValidationError
 
 from oms_fulfillment.settings import FulfillmentSettings
 from oms_inventory.settings import InventorySettings
 from oms_order.settings import OrderSettings
 from oms_returns.settings import ReturnsSettings
 from oms_shared.errors import SchemaViolation, is_transient
+from oms_shared.kafka import create_consumer
+from oms_shared.librdkafka import LibrdkafkaConsumer
 from oms_shared.retry import Backoff
 from oms_shared.settings import ServiceSettings
 from oms_shared.topics import ALL_TOPICS, ORDER_PARTITIONS, by_name, with_dead_letters
@@ -85,6 +88,26 @@ class TestSettings:
             assert (settings.consumer_fetch_min_bytes, settings.consumer_fetch_wait_ms) == expected, cls.__name__
         monkeypatch.setenv("SHIPPING_CONSUMER_FETCH_WAIT_MS", "75")
         assert ShippingSettings().consumer_fetch_wait_ms == 75
+
+    def test_the_path_consumes_on_librdkafka(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Order and inventory run many small batches: librdkafka; the rest stay on aiokafka."""
+        for name in list(os.environ):
+            if name.endswith("_CONSUMER_CLIENT"):
+                monkeypatch.delenv(name)
+        clients = {cls: cls().consumer_client for cls in (OrderSettings, InventorySettings, ShippingSettings)}
+        assert clients == {OrderSettings: "librdkafka", InventorySettings: "librdkafka", ShippingSettings: "aiokafka"}
+        monkeypatch.setenv("ORDER_CONSUMER_CLIENT", "aiokafka")
+        assert OrderSettings().consumer_client == "aiokafka"
+        monkeypatch.setenv("ORDER_CONSUMER_CLIENT", "kafka-python")
+        with pytest.raises(ValidationError):
+            OrderSettings()
+        consumer = create_consumer(
+            "127.0.0.1:9092", "g", ["t"], client_id="c", instance_id="i-1", fetch_wait_ms=7, client="librdkafka"
+        )
+        assert isinstance(consumer, LibrdkafkaConsumer)
+        config = consumer.config
+        assert (config["group.id"], config["group.instance.id"], config["fetch.wait.max.ms"]) == ("g", "i-1", 7)
+        assert (config["enable.auto.commit"], config["isolation.level"]) == (False, "read_committed")
 
 
 class TestErrorClassification:

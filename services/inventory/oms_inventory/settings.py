@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic_settings import SettingsConfigDict
 
 from oms_shared.db import PlanCacheMode
-from oms_shared.settings import ServiceSettings, local_database_url
+from oms_shared.settings import PATH_CONSUMER_CLIENT, ConsumerClient, ServiceSettings, local_database_url
 
 __all__ = ["InventorySettings"]
 
@@ -17,6 +17,7 @@ class InventorySettings(ServiceSettings):
 
     database_url: str = local_database_url("inventory")
     health_port: int = 8082
+    consumer_client: ConsumerClient = PATH_CONSUMER_CLIENT
     #: The one-statement batches' read (store._BATCH_CONTEXT) was planned anew on ~80% of its
     #: executions under "auto": 0.4 ms of PostgreSQL's CPU each (1.1 ms on an idle machine),
     #: on the path to `reserved`, where its generic plan runs as fast (measured with

@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from oms_order.saga import Timing
-from oms_shared.settings import ServiceSettings, local_database_url
+from oms_shared.settings import PATH_CONSUMER_CLIENT, ConsumerClient, ServiceSettings, local_database_url
 
 __all__ = ["OrderSettings"]
 
@@ -20,6 +20,7 @@ class OrderSettings(ServiceSettings):
 
     database_url: str = local_database_url("order")
     health_port: int = 8081
+    consumer_client: ConsumerClient = PATH_CONSUMER_CLIENT
     #: Seconds to wait for a participant's reply before re-sending the command.
     reply_timeout_s: float = 15.0
     #: Seconds to wait for a carrier booking (the carrier answers through shipping).
