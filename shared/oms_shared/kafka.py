@@ -16,6 +16,12 @@ from oms_shared.settings import ConsumerClient
 
 __all__ = ["KeyHashPartitioner", "create_consumer", "create_producer"]
 
+# The group membership timings both consumer clients use.
+_SESSION_TIMEOUT_MS = 10_000
+_HEARTBEAT_INTERVAL_MS = 1_000
+#: A batch may wait on a database outage; give it time before the group evicts us.
+_MAX_POLL_INTERVAL_MS = 300_000
+
 
 class KeyHashPartitioner:
     """aiokafka's default partitioner (murmur2 of the key, as the Java client) remembering each key's hash.
@@ -80,9 +86,9 @@ def create_consumer(
             "isolation.level": "read_committed",
             "fetch.wait.max.ms": fetch_wait_ms,
             "fetch.min.bytes": fetch_min_bytes,
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
-            "max.poll.interval.ms": 300_000,
+            "session.timeout.ms": _SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": _HEARTBEAT_INTERVAL_MS,
+            "max.poll.interval.ms": _MAX_POLL_INTERVAL_MS,
             # What librdkafka prefetches per partition set (default 64 MB): a backlog must
             # not take a service past its memory budget.
             "queued.max.messages.kbytes": 8_192,
@@ -106,9 +112,8 @@ def create_consumer(
         # per hop under load, so keep it short (but every empty fetch costs broker CPU).
         fetch_max_wait_ms=fetch_wait_ms,
         fetch_min_bytes=fetch_min_bytes,
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
-        # A batch may wait on a database outage; give it time before the group evicts us.
-        max_poll_interval_ms=300_000,
+        session_timeout_ms=_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=_HEARTBEAT_INTERVAL_MS,
+        max_poll_interval_ms=_MAX_POLL_INTERVAL_MS,
         **extra,
     )

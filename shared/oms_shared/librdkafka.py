@@ -102,11 +102,7 @@ class LibrdkafkaConsumer:
             assert partition is not None
             assert offset is not None
             record = Record(topic, partition, offset, m.key(), m.value(), m.headers() or [], m.timestamp()[1])
-            tp = TopicPartition(topic, partition)
-            if tp in batches:
-                batches[tp].append(record)
-            else:
-                batches[tp] = [record]
+            batches.setdefault(TopicPartition(topic, partition), []).append(record)
         return batches
 
     def _take(self, timeout_s: float, max_records: int) -> list[confluent_kafka.Message]:
