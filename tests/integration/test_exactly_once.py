@@ -6,9 +6,10 @@ import uuid
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from oms_shared.librdkafka import LibrdkafkaProducer
 from oms_shared.outbox import OutgoingMessage, write_outbox
 from oms_shared.topics import Topic
 from tests import support
@@ -38,7 +39,7 @@ class TestExactlyOneEffect:
     @HARNESS_MODES
     async def test_consumer_killed_after_db_commit_before_offset_commit(
         self,
-        producer: AIOKafkaProducer,
+        producer: LibrdkafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
@@ -100,7 +101,7 @@ class TestExactlyOneEffect:
     @HARNESS_MODES
     async def test_same_message_published_twice(
         self,
-        producer: AIOKafkaProducer,
+        producer: LibrdkafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
@@ -129,7 +130,7 @@ class TestOffsetsAreCommitted:
 
     async def test_the_group_catches_up_to_the_end_of_the_topic(
         self,
-        producer: AIOKafkaProducer,
+        producer: LibrdkafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
