@@ -166,7 +166,7 @@ async def measure(
         source="oms/order",
         pool=pool,
         consumer=None,  # batches are handed in: nothing is fetched
-        producer=None,  # type: ignore[arg-type]  # nothing is dead-lettered
+        producer=None,  # nothing is dead-lettered
         subscriptions=[
             Subscription(topics.ORDER_INTAKE, handlers.intake()),
             *(Subscription(topic, handlers.replies(topic)) for topic in REPLY_TOPICS),

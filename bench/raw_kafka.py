@@ -3,8 +3,7 @@
 
     python bench/raw_kafka.py --orders 6000 --messages-per-order 25
 
-Same broker, the OMS's delivery guarantees (idempotent, acks=all) on aiokafka (the
-services publish with librdkafka, see oms_shared.librdkafka), 600-byte
+Same broker, same producer settings as the OMS (idempotent, acks=all), 600-byte
 messages keyed over 6 partitions, consumed by one consumer committing per batch.
 It is the ceiling the Kafka hops alone would allow: orders/s = messages/s divided
 by the messages one order causes in the OMS.
@@ -19,9 +18,10 @@ import os
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from oms_shared.kafka import create_producer
 from oms_shared.settings import SharedSettings
 
 TOPIC = "oms.bench.raw.v1"
@@ -42,8 +42,7 @@ async def run(total: int) -> dict[str, float]:
         await consumer.getmany(timeout_ms=200)
     for tp in consumer.assignment():
         await consumer.position(tp)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="bench-raw", acks="all", enable_idempotence=True,
-                                linger_ms=2, max_batch_size=256 * 1024)  # fmt: skip
+    producer = create_producer(bootstrap, client_id="bench-raw")
     await producer.start()
     payload = os.urandom(300).hex().encode()
     received = 0

@@ -52,7 +52,6 @@ from oms_shared.contracts.inventory import StockMovementRecorded, WarehouseUpser
 from oms_shared.envelope import Envelope  # noqa: E402
 from oms_shared.errors import is_transient  # noqa: E402
 from oms_shared.kafka import create_producer  # noqa: E402
-from oms_shared.librdkafka import Message  # noqa: E402
 from oms_shared.retry import Backoff  # noqa: E402
 from oms_shared.settings import SharedSettings  # noqa: E402
 from oms_shared.topology import SERVICES  # noqa: E402
@@ -188,15 +187,17 @@ async def seed(catalogue: Catalogue) -> None:
         if not missing:
             return
         for wid, lat, lon in WAREHOUSES:
-            await producer.send_all([_message(topics.INVENTORY_MOVEMENTS.name, WarehouseUpserted(
-                warehouse_id=wid, name=wid, location=Coordinates(lat=lat, lon=lon)), wid)])  # fmt: skip
+            await _send(producer, topics.INVENTORY_MOVEMENTS.name, WarehouseUpserted(
+                warehouse_id=wid, name=wid, location=Coordinates(lat=lat, lon=lon)), wid)  # fmt: skip
         ids = [wid for wid, _, _ in WAREHOUSES]
         if not await _until(lambda: conn.fetchval(_HAVE_WAREHOUSES, ids, len(ids)), timeout_s=120):
             raise SystemExit("seeding: inventory did not register the warehouses")
         for _ in range(3):
-            await producer.send_all([_message(topics.INVENTORY_MOVEMENTS.name, StockMovementRecorded(
-                movement_id=f"bench-seed-{sku}-{wid}", sku=sku, warehouse_id=wid, kind="receipt",
-                quantity=1_000_000), sku) for sku, wid in sorted(missing)])  # fmt: skip
+            for sku, wid in sorted(missing):
+                await _send(producer, topics.INVENTORY_MOVEMENTS.name, StockMovementRecorded(
+                    movement_id=f"bench-seed-{sku}-{wid}", sku=sku, warehouse_id=wid, kind="receipt",
+                    quantity=1_000_000), sku, wait=False)  # fmt: skip
+            await producer.flush()
             await _until_stocked(conn, len(wanted))
             missing = wanted - await _stocked(conn)
             if not missing:
@@ -237,9 +238,12 @@ async def _until(check: Callable[[], Awaitable[bool]], *, timeout_s: float) -> b
     return False
 
 
-def _message(topic: str, payload: Any, key: str) -> Message:
+async def _send(producer: Any, topic: str, payload: Any, key: str, wait: bool = True) -> None:
     envelope = Envelope(type=payload.ce_type, source="bench", data=payload.model_dump_json().encode(), key=key.encode())
-    return (topic, envelope.key, envelope.to_headers(), envelope.data)
+    if wait:
+        await producer.send_and_wait(topic, value=envelope.data, key=envelope.key, headers=envelope.to_headers())
+    else:
+        await producer.send(topic, value=envelope.data, key=envelope.key, headers=envelope.to_headers())
 
 
 async def topic_offsets() -> dict[str, int]:

@@ -15,9 +15,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from oms_shared.db import PlanCacheMode, apply_migrations, create_pool
-from oms_shared.librdkafka import LibrdkafkaProducer
 from oms_shared.topics import ALL_TOPICS, Topic, ensure_topics
 from tests import support
 from tests.harness.app import EVENTS as HARNESS_EVENTS
@@ -68,7 +68,7 @@ async def harness_db(harness_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]
 
 
 @pytest.fixture
-async def producer(topics: None) -> AsyncIterator[LibrdkafkaProducer]:
+async def producer(topics: None) -> AsyncIterator[AIOKafkaProducer]:
     p = await support.started_producer()
     try:
         yield p

@@ -18,11 +18,11 @@ from types import ModuleType
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer
 
 from oms_shared.contracts import Contract
 from oms_shared.envelope import Envelope, new_message_id
 from oms_shared.kafka import create_producer
-from oms_shared.librdkafka import LibrdkafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".run" / "test-logs"
@@ -82,11 +82,11 @@ def envelope_for(payload: Contract, *, key: str, message_id: str | None = None, 
     )
 
 
-async def publish(producer: LibrdkafkaProducer, topic: str, envelope: Envelope) -> None:
+async def publish(producer: AIOKafkaProducer, topic: str, envelope: Envelope) -> None:
     await producer.send_and_wait(topic, value=envelope.data, key=envelope.key, headers=envelope.to_headers())
 
 
-async def started_producer() -> LibrdkafkaProducer:
+async def started_producer() -> AIOKafkaProducer:
     producer = create_producer(bootstrap_servers(), client_id="oms-tests")
     await producer.start()
     return producer

@@ -44,7 +44,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
@@ -61,7 +61,7 @@ from oms_shared.errors import (
     is_transient,
 )
 from oms_shared.inbox import claim
-from oms_shared.librdkafka import LibrdkafkaConsumer, LibrdkafkaProducer
+from oms_shared.librdkafka import LibrdkafkaConsumer
 from oms_shared.outbox import Publisher, UnitOfWork
 from oms_shared.retry import Backoff
 from oms_shared.topics import Topic
@@ -167,7 +167,7 @@ class ConsumerRuntime:
         source: str,
         pool: asyncpg.Pool[Any],
         consumer: AIOKafkaConsumer | LibrdkafkaConsumer,
-        producer: LibrdkafkaProducer,
+        producer: AIOKafkaProducer,
         subscriptions: Sequence[Subscription],
         batch_size: int = 500,
         prepare: Prepare | None = None,

@@ -19,13 +19,13 @@ from typing import Any
 
 import asyncpg
 import structlog
+from aiokafka import AIOKafkaProducer
 
 from oms_shared.db import apply_migrations, create_pool
 from oms_shared.errors import is_transient
 from oms_shared.health import HealthServer
 from oms_shared.inbox import prune
 from oms_shared.kafka import create_consumer, create_producer
-from oms_shared.librdkafka import LibrdkafkaProducer
 from oms_shared.logs import configure_logging
 from oms_shared.outbox import Publisher
 from oms_shared.relay import OutboxRelay
@@ -43,7 +43,7 @@ class Resources:
     """What background workers of a service may use."""
 
     pool: asyncpg.Pool[Any]
-    producer: LibrdkafkaProducer
+    producer: AIOKafkaProducer
     settings: ServiceSettings
     stopping: asyncio.Event
     #: Publishes a unit of work's outbox rows right after its commit (``unit_of_work(..., publisher)``).

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from oms_shared import topics
 from oms_shared.contracts import Contract
@@ -26,7 +26,6 @@ from oms_shared.contracts.inventory import StockMovementRecorded, WarehouseUpser
 from oms_shared.contracts.order import CancelOrder, order_id_for
 from oms_shared.contracts.shipping import CarrierBookingAnswered, CarrierBookingRequested, CarrierScan
 from oms_shared.envelope import Envelope
-from oms_shared.librdkafka import LibrdkafkaProducer
 from oms_shared.topology import SERVICES
 from tests import support
 
@@ -90,7 +89,7 @@ def order_payload(
 class Journey:
     """Handles on the running OMS for one test session."""
 
-    producer: LibrdkafkaProducer
+    producer: AIOKafkaProducer
     dsns: dict[str, str]
     order_db: asyncpg.Pool[Any]
     inventory_db: asyncpg.Pool[Any]

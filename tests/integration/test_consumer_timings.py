@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 
-from oms_shared.librdkafka import LibrdkafkaProducer
 from oms_shared.topics import Topic
 from tests import support
 from tests.fixtures import new_harness
@@ -19,7 +19,7 @@ class TestConsumerTimings:
 
     async def test_health_reports_batches_and_phases(
         self,
-        producer: LibrdkafkaProducer,
+        producer: AIOKafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],

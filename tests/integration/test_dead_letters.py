@@ -6,10 +6,9 @@ import uuid
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from oms_shared.envelope import Envelope
-from oms_shared.librdkafka import LibrdkafkaProducer
 from oms_shared.topics import Topic
 from tests import support
 from tests.fixtures import HARNESS_MODES, new_harness
@@ -50,7 +49,7 @@ class TestPoisonMessages:
     @HARNESS_MODES
     async def test_poison_goes_to_dlt_and_next_message_is_processed(
         self,
-        producer: LibrdkafkaProducer,
+        producer: AIOKafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],

@@ -6,10 +6,9 @@ import uuid
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from oms_shared.librdkafka import LibrdkafkaProducer
 from oms_shared.outbox import OutgoingMessage, write_outbox
 from oms_shared.topics import Topic
 from tests import support
@@ -39,7 +38,7 @@ class TestExactlyOneEffect:
     @HARNESS_MODES
     async def test_consumer_killed_after_db_commit_before_offset_commit(
         self,
-        producer: LibrdkafkaProducer,
+        producer: AIOKafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
@@ -101,7 +100,7 @@ class TestExactlyOneEffect:
     @HARNESS_MODES
     async def test_same_message_published_twice(
         self,
-        producer: LibrdkafkaProducer,
+        producer: AIOKafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
@@ -130,7 +129,7 @@ class TestOffsetsAreCommitted:
 
     async def test_the_group_catches_up_to_the_end_of_the_topic(
         self,
-        producer: LibrdkafkaProducer,
+        producer: AIOKafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],

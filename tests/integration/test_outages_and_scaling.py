@@ -8,8 +8,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from oms_shared.librdkafka import LibrdkafkaProducer
 from oms_shared.topics import Topic
 from tests import support
 from tests.fixtures import new_harness
@@ -17,7 +17,7 @@ from tests.harness.app import Increment
 from tests.integration.test_exactly_once import effects
 
 
-async def stream(producer: LibrdkafkaProducer, topic: Topic, counters: list[str], total: int, rate: float) -> None:
+async def stream(producer: AIOKafkaProducer, topic: Topic, counters: list[str], total: int, rate: float) -> None:
     """Publish ``total`` increments spread over ``counters`` (so over partitions), paced at ``rate``/s."""
     for i in range(total):
         counter = counters[i % len(counters)]
@@ -41,7 +41,7 @@ class TestDatabaseOutage:
     async def test_postgres_down_for_seconds(
         self,
         stack: Any,
-        producer: LibrdkafkaProducer,
+        producer: AIOKafkaProducer,
         harness_dsn: str,
         harness: list[Any],
         harness_topic: Topic,
@@ -80,7 +80,7 @@ class TestPartitionSharing:
     @pytest.mark.parametrize("client", ["aiokafka", "librdkafka"])
     async def test_two_instances_then_one_is_killed(
         self,
-        producer: LibrdkafkaProducer,
+        producer: AIOKafkaProducer,
         harness_dsn: str,
         harness_db: asyncpg.Connection[Any],
         harness: list[Any],
