@@ -13,12 +13,15 @@ import asyncio
 import contextlib
 import os
 import statistics
+import threading
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import confluent_kafka
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,51 +33,61 @@ MILESTONES = ("accepted", "reserved", "shipped")
 
 
 class StatusCollector:
-    """Follows ``oms.order.status.v1`` from now on and records milestone times per order."""
+    """Follows ``oms.order.status.v1`` from its current end and records milestone times per order.
+
+    It stands for a subscriber on another machine, yet shares this one's two cores with
+    the OMS, so it is cheap: librdkafka fetches and decodes in its own threads, the
+    partitions are assigned at their end offsets (no consumer group to join or commit
+    to), and the records are read in a thread of their own (the harness's event loop
+    only samples). On aiokafka it used ~4.5% of a core at 300 orders/s.
+    """
 
     def __init__(self, bootstrap: str) -> None:
         self.times: dict[str, dict[str, float]] = defaultdict(dict)
         self.events = 0
-        self._consumer = AIOKafkaConsumer(
-            topics.ORDER_STATUS.name, bootstrap_servers=bootstrap, group_id=f"bench-status-{uuid.uuid4()}",
-            auto_offset_reset="latest", enable_auto_commit=False, max_poll_records=2000,
+        self._consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"bench-status-{uuid.uuid4()}", "enable.auto.commit": False,
             # Latency comes from the events' own times, not from when they arrive here:
             # fewer, fuller fetches cost the broker and the machine less.
-            fetch_min_bytes=256 * 1024, fetch_max_wait_ms=200,
-        )  # fmt: skip
-        self._task: asyncio.Task[None] | None = None
+            "fetch.min.bytes": 256 * 1024, "fetch.wait.max.ms": 200,
+        })  # fmt: skip
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     async def start(self) -> None:
-        await self._consumer.start()
-        while not self._consumer.assignment():
-            await self._consumer.getmany(timeout_ms=200)
-        for tp in self._consumer.assignment():
-            await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._run())
+        await asyncio.to_thread(self._assign_at_end)
+        self._thread = threading.Thread(target=self._run, name="status-collector", daemon=True)
+        self._thread.start()
 
-    async def _run(self) -> None:
-        while True:
-            for records in (await self._consumer.getmany(timeout_ms=200, max_records=2000)).values():
-                for record in records:
-                    event = orjson.loads(record.value)
-                    self.events += 1
-                    status = event["status"]
-                    if status in MILESTONES or status == "partially_reserved":
-                        key = "reserved" if status == "partially_reserved" else status
-                        at = _epoch(event["at"])
-                        self.times[event["order_id"]].setdefault(key, at)
+    def _assign_at_end(self) -> None:
+        name = topics.ORDER_STATUS.name
+        metadata = self._consumer.list_topics(name, timeout=10)
+        assigned = []
+        for partition in metadata.topics[name].partitions:
+            _, end = self._consumer.get_watermark_offsets(confluent_kafka.TopicPartition(name, partition), timeout=10)
+            assigned.append(confluent_kafka.TopicPartition(name, partition, end))
+        self._consumer.assign(assigned)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            for message in self._consumer.consume(2000, 0.2):
+                if message.error() is not None:
+                    continue
+                event = orjson.loads(message.value() or b"{}")
+                self.events += 1
+                status = event["status"]
+                if status in MILESTONES or status == "partially_reserved":
+                    key = "reserved" if status == "partially_reserved" else status
+                    self.times[event["order_id"]].setdefault(key, _epoch(event["at"]))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        self._consumer.close()
 
 
 def _epoch(iso: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(iso).timestamp()
 
 

@@ -305,7 +305,7 @@ async def step(rate: float, duration: float, skus: int, grace_s: float = 30.0) -
     published = {row["order_id"]: row["t"] for row in map(json.loads, out.read_text().splitlines())}
     deadline = time.time() + grace_s
     while time.time() < deadline:
-        if sum(1 for o in published if "shipped" in collector.times[o]) >= len(published):
+        if sum(1 for o in published if "shipped" in collector.times.get(o, {})) >= len(published):
             break
         await asyncio.sleep(0.5)
     resources = await sampler.stop()
