@@ -71,11 +71,12 @@ class StatusCollector:
     def _run(self) -> None:
         while not self._stopping.is_set():
             for message in self._consumer.consume(2000, 0.2):
-                if message.error() is not None:
+                value = message.value()
+                if message.error() is not None or not value:
                     continue
-                event = orjson.loads(message.value() or b"{}")
+                event = orjson.loads(value)
                 self.events += 1
-                status = event["status"]
+                status = event.get("status")
                 if status in MILESTONES or status == "partially_reserved":
                     key = "reserved" if status == "partially_reserved" else status
                     self.times[event["order_id"]].setdefault(key, _epoch(event["at"]))
