@@ -44,7 +44,6 @@ class StatusCollector:
 
     def __init__(self, bootstrap: str) -> None:
         self.times: dict[str, dict[str, float]] = defaultdict(dict)
-        self.events = 0
         self._consumer = confluent_kafka.Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"bench-status-{uuid.uuid4()}", "enable.auto.commit": False,
             # Latency comes from the events' own times, not from when they arrive here:
@@ -75,7 +74,6 @@ class StatusCollector:
                 if message.error() is not None or not value:
                     continue
                 event = orjson.loads(value)
-                self.events += 1
                 status = event.get("status")
                 if status in MILESTONES or status == "partially_reserved":
                     key = "reserved" if status == "partially_reserved" else status
