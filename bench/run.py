@@ -141,12 +141,31 @@ async def skip_backlogs() -> None:
             await consumer.start()
             try:
                 consumer.assign(committed)
-                ends = await consumer.end_offsets(committed)
-                await consumer.commit(ends)
+                await _commit_ends(consumer, committed)
             finally:
                 await consumer.stop()
     finally:
         await admin.close()
+
+
+async def _commit_ends(consumer: Any, partitions: list[Any], timeout_s: float = 120) -> None:
+    """Commit the partitions' end offsets for the consumer's group, once the group is empty.
+
+    The services were stopped just before, but a broker restarted since (``make down``,
+    ``make up``) may still list their members until their sessions time out, and it
+    refuses a commit from outside a group that has members: wait for them to go.
+    """
+    from aiokafka.errors import CommitFailedError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await consumer.commit(await consumer.end_offsets(partitions))
+            return
+        except CommitFailedError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(2)
 
 
 async def _committed_partitions(admin: Any, group: str, timeout_s: float = 60) -> list[Any]:
