@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
@@ -56,6 +56,7 @@ from oms_shared.retry import Backoff  # noqa: E402
 from oms_shared.settings import SharedSettings  # noqa: E402
 from oms_shared.topology import SERVICES  # noqa: E402
 
+T = TypeVar("T")
 GROUPS = [f"oms-{s}" for s in SERVICES] + ["oms-warehouse-sim", "oms-carrier-sim"]
 #: Simulators answer at once: the benchmark measures the OMS, not the outside world.
 ZERO_DELAYS = {
@@ -148,7 +149,7 @@ async def skip_backlogs() -> None:
         await admin.close()
 
 
-async def _commit_ends(consumer: Any, partitions: list[Any], timeout_s: float = 120) -> None:
+async def _commit_ends(consumer: Any, partitions: list[Any]) -> None:
     """Commit the partitions' end offsets for the consumer's group, once the group is empty.
 
     The services were stopped just before, but a broker restarted since (``make down``,
@@ -157,31 +158,31 @@ async def _commit_ends(consumer: Any, partitions: list[Any], timeout_s: float = 
     """
     from aiokafka.errors import CommitFailedError
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await consumer.commit(await consumer.end_offsets(partitions))
-            return
-        except CommitFailedError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(2)
+    async def commit() -> None:
+        await consumer.commit(await consumer.end_offsets(partitions))
+
+    await _retrying(commit, lambda exc: isinstance(exc, CommitFailedError), timeout_s=120)
 
 
-async def _committed_partitions(admin: Any, group: str, timeout_s: float = 60) -> list[Any]:
+async def _committed_partitions(admin: Any, group: str) -> list[Any]:
     """The partitions ``group`` has committed offsets for.
 
     A broker that has never seen a consumer group creates its offsets topic on the first
     coordinator lookup and answers "coordinator not available" until it is ready: on a
     fresh machine that is this lookup, so retry transient errors, as the services do.
     """
+    return list(await _retrying(lambda: admin.list_consumer_group_offsets(group), is_transient, timeout_s=60))
+
+
+async def _retrying(step: Callable[[], Awaitable[T]], retryable: Callable[[Exception], bool], *, timeout_s: float) -> T:
+    """``step()``, retried with backoff (up to 1 s apart) while it raises a retryable error, for ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     backoff = Backoff(cap_s=1.0)
     while True:
         try:
-            return list(await admin.list_consumer_group_offsets(group))
+            return await step()
         except Exception as exc:
-            if not is_transient(exc) or time.monotonic() > deadline:
+            if not retryable(exc) or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(backoff.next())
 
