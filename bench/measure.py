@@ -235,10 +235,13 @@ def cpu_probe_ms(rounds: int = 3) -> float:
 class ResourceSampler:
     """CPU seconds used and peak RSS over a window, per process group.
 
-    CPU is accumulated from per-process increments every ``interval_s``, so processes
-    that start or exit during the window (PostgreSQL backends of recycled pool
-    connections) are counted for the time they ran instead of skewing a start/end
-    difference.
+    CPU is accumulated from per-process increments every ``interval_s``. PostgreSQL's
+    processes come and go (backends of recycled pool connections, autovacuum workers that
+    analyse one table in ~100 ms and exit), so its group is measured as a whole instead:
+    the CPU of every live postgres process plus what the postmaster's exited children
+    used (:func:`postgres_cpu_s`), which counts a process that lived between two samples
+    too. (Sampling the live processes alone, as the reports up to w did, missed most of
+    the autovacuum workers: bench/README.md, session 18.)
     """
 
     def __init__(self, groups: list[ProcessGroup], interval_s: float = 1.0) -> None:
@@ -247,6 +250,7 @@ class ResourceSampler:
         self._task: asyncio.Task[None] | None = None
         self._started = 0.0
         self._last: dict[int, float] = {}
+        self._postgres_last = 0.0
         self._machine_before: Any = None
         #: The whole machine over the window, % of all CPUs: busy, and the time the
         #: hypervisor gave to others (steal) or the disk kept us waiting (iowait); with
@@ -254,13 +258,10 @@ class ResourceSampler:
         self.machine: dict[str, float] = {}
         self._probes: list[float] = []
 
-    def _refresh_pids(self, group: ProcessGroup) -> None:
-        if group.name == "postgres":  # backends come and go
-            group.pids = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
-
     def _sample(self, *, baseline: bool) -> None:
         for group in self.groups:
-            self._refresh_pids(group)
+            if group.name == "postgres":
+                group.pids = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
             rss = 0
             for pid in group.pids:
                 with contextlib.suppress(psutil.Error):
@@ -268,11 +269,15 @@ class ResourceSampler:
                     times = proc.cpu_times()
                     now = times.user + times.system
                     rss += proc.memory_info().rss
-                    if not baseline:
-                        # A process first seen mid-window was born in it (PostgreSQL backends).
-                        group.cpu_s += now - self._last.get(pid, 0.0 if group.name == "postgres" else now)
+                    if not baseline and group.name != "postgres":
+                        group.cpu_s += now - self._last.get(pid, now)
                     self._last[pid] = now
             group.peak_rss_mb = max(group.peak_rss_mb, rss / 2**20)
+            if group.name == "postgres":
+                total = postgres_cpu_s(group.pids)
+                if not baseline:
+                    group.cpu_s += total - self._postgres_last
+                self._postgres_last = total
 
     async def start(self) -> None:
         self._started = time.monotonic()
@@ -303,6 +308,24 @@ class ResourceSampler:
             }
             for group in self.groups
         }
+
+
+def postgres_cpu_s(pids: list[int]) -> float:
+    """CPU seconds used so far by PostgreSQL: its live processes (``pids``) and its exited ones.
+
+    An exited backend or autovacuum worker is reaped by the postmaster, whose children
+    times then hold all of its CPU; a process between exit and reaping still shows its own.
+    The sum grows by exactly the CPU used between two calls, whoever exited meanwhile.
+    """
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            times = proc.cpu_times()
+            total += times.user + times.system
+            if proc.ppid() not in pids:  # the postmaster
+                total += times.children_user + times.children_system
+    return total
 
 
 def machine_cpu(before: Any, after: Any) -> dict[str, float]:
