@@ -103,9 +103,12 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         lines.append(f"| {name} | {usage['cpu_pct']} | {usage['peak_rss_mb']} |")
     lines += ["", "The whole machine per step (% of all its CPUs; *steal*: time the hypervisor gave to other "
               "machines, *iowait*: idle waiting on the disk; *probe*: CPU ms a fixed piece of work took, the "
-              "median through the step: higher when the shared host runs this machine slower): "
+              "median through the step: higher when the shared host runs this machine slower; *Kafka GC*: the "
+              "broker's garbage-collection pauses in the step, how many and their total): "
               + "; ".join(f"{s['offered_rate']:g}/s busy {m['busy_pct']}, steal {m['steal_pct']}, "
                           f"iowait {m['iowait_pct']}" + (f", probe {m['probe_ms']}" if "probe_ms" in m else "")
+                          + (f", Kafka GC {m['kafka_gc_pauses']} pauses / {m['kafka_gc_pause_ms']} ms"
+                             if "kafka_gc_pauses" in m else "")
                           for s in steps if (m := s.get("machine"))) + "."]  # fmt: skip
     if warm := result.get("warmup"):
         lines += ["", f"Warm-up before the steps (not a step): {warm['offered_rate']:g} orders/s for "

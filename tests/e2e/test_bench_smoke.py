@@ -38,6 +38,9 @@ class TestBenchmarkSmoke:
         assert sum(w["orders"] for w in windows) == 30
         assert sum(w["missing"] for w in windows) == 0
         assert step["messages_per_order"] > 5
+        # The broker's garbage collections in the step are counted (jstat beside java).
+        assert step["machine"]["kafka_gc_pauses"] >= 0
+        assert step["machine"]["kafka_gc_pause_ms"] >= 0
         assert {"order", "inventory", "kafka", "postgres"} <= set(step["resources"])
         # Every hop of intake->reserved is decomposed, from the 30 orders' own messages.
         path = step["path_ms"]
