@@ -274,10 +274,12 @@ class ResourceSampler:
             for pid in group.pids:
                 with contextlib.suppress(psutil.Error):
                     proc = psutil.Process(pid)
+                    rss += proc.memory_info().rss
+                    if group.name == "postgres":
+                        continue  # its CPU as a whole, below
                     times = proc.cpu_times()
                     now = times.user + times.system
-                    rss += proc.memory_info().rss
-                    if not baseline and group.name != "postgres":
+                    if not baseline:
                         group.cpu_s += now - self._last.get(pid, now)
                     self._last[pid] = now
             group.peak_rss_mb = max(group.peak_rss_mb, rss / 2**20)
