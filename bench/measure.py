@@ -337,7 +337,8 @@ def parse_jstat_gcutil(text: str) -> JvmGc:
     """``jstat -gcutil``'s output: young and full collections and concurrent cycles (their
     pauses: G1's remark and cleanup), with GCT, the time all of them held the JVM."""
     header, values = (line.split() for line in text.strip().splitlines()[-2:])
-    row = dict(zip(header, values, strict=True))
+    # A collector without concurrent cycles (the parallel one) prints "-" for CGC and CGCT.
+    row = {name: "0" if value == "-" else value for name, value in zip(header, values, strict=True)}
     return JvmGc(pauses=int(row["YGC"]) + int(row["FGC"]) + int(row.get("CGC", "0")), pause_s=float(row["GCT"]))
 
 

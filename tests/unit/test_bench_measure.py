@@ -28,6 +28,13 @@ def test_a_collector_without_concurrent_cycles() -> None:
     assert parse_jstat_gcutil(text) == JvmGc(pauses=8, pause_s=0.150)
 
 
+def test_the_parallel_collector_prints_no_concurrent_cycles() -> None:
+    # The broker on -XX:+UseParallelGC (session 19): CGC and CGCT are "-".
+    text = "  S0     S1     E      O      M     CCS    YGC     YGCT     FGC    FGCT     CGC    CGCT       GCT\n"
+    text += " 58.85   0.00   5.67  18.23  98.18  93.03     44     0.525     2     0.048     -         -     0.573\n"
+    assert parse_jstat_gcutil(text) == JvmGc(pauses=46, pause_s=0.573)
+
+
 def test_output_that_is_not_jstat_is_refused() -> None:
     with pytest.raises((KeyError, ValueError)):
         parse_jstat_gcutil("12345 not found\n")
