@@ -58,10 +58,11 @@ from oms_shared.topology import SERVICES  # noqa: E402
 
 T = TypeVar("T")
 GROUPS = [f"oms-{s}" for s in SERVICES] + ["oms-warehouse-sim", "oms-carrier-sim"]
-#: Simulators answer at once: the benchmark measures the OMS, not the outside world.
-ZERO_DELAYS = {
+#: Simulators answer at once, without a database of their own (simulators/README.md): the
+#: benchmark measures the OMS, not the outside world, which on a real site runs elsewhere.
+SIMULATED_WORLD = {
     "WAREHOUSE_SIM_PICK_DELAY_S": "0", "CARRIER_SIM_BOOKING_DELAY_S": "0", "CARRIER_SIM_PICKUP_DELAY_S": "0",
-    "CARRIER_SIM_SCAN_INTERVAL_S": "0",
+    "CARRIER_SIM_SCAN_INTERVAL_S": "0", "WAREHOUSE_SIM_DURABLE": "false", "CARRIER_SIM_DURABLE": "false",
 }  # fmt: skip
 P99_LIMIT_MS = 1000.0
 #: The latency path is decomposed over the last seconds of each step (bench/hops.py).
@@ -117,7 +118,7 @@ async def fresh_services(extra_env: dict[str, str]) -> None:
             await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
         finally:
             await conn.close()
-    os.environ.update({**ZERO_DELAYS, **extra_env})
+    os.environ.update({**SIMULATED_WORLD, **extra_env})
     if services.start(list(services.PROCESSES), timeout=120) != 0:
         raise SystemExit("services did not become healthy")
 

@@ -8,6 +8,7 @@ alphanumerics, as the spec requires.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 
 from oms_shared.errors import UndecodableMessage
 
-__all__ = ["Envelope", "Position", "new_message_id"]
+__all__ = ["Envelope", "Position", "derived_message_id", "new_message_id"]
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -40,6 +41,25 @@ def new_message_id() -> str:
     rand = _random_bits(74)
     value = (ms & _MS_MASK) << 80 | (0x7000 | rand >> 62) << 64 | 0b10 << 62 | rand & _RAND_B_MASK
     h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def derived_message_id(cause: str, index: int) -> str:
+    """The id of the ``index``-th message caused by message ``cause``: the same every time.
+
+    For a sender without a database (see the runtime's stateless mode): handling the same
+    message again emits the same ids, so the receivers' inboxes drop the repeats. A UUIDv7
+    whose time is the cause's (when the cause is a UUIDv7, as the OMS's ids are) and whose
+    other bits are a hash of the cause and the index: ids still sort roughly by time, so
+    the inboxes' keys keep growing at their right edge.
+    """
+    digest = bytearray(hashlib.blake2b(f"{cause}/{index}".encode(), digest_size=16).digest())
+    hexed = cause.replace("-", "")
+    if len(hexed) == 32 and hexed[12] == "7":  # a UUIDv7: keep its 48 bits of time
+        digest[:6] = bytes.fromhex(hexed[:12])
+    digest[6] = 0x70 | digest[6] & 0x0F
+    digest[8] = 0x80 | digest[8] & 0x3F
+    h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

@@ -26,7 +26,7 @@ import structlog
 
 from oms_shared.contracts import Contract
 from oms_shared.db import Connection
-from oms_shared.envelope import Envelope, new_message_id
+from oms_shared.envelope import Envelope, derived_message_id, new_message_id
 from oms_shared.inbox import claim_sql
 from oms_shared.topics import Topic
 
@@ -178,12 +178,21 @@ class UnitOfWork:
     is for reads only (they see committed data and lock nothing), and a :class:`Writer`
     registered with :meth:`write_with` writes everything, outbox and inbox claim
     included, in one statement that checks its own preconditions (see the runtime).
+
+    With no connection (``conn=None``) it is a stateless consumer's batch: the runtime
+    produces :attr:`pending` itself after the handlers, and each message's id is derived
+    from its cause (:func:`~oms_shared.envelope.derived_message_id`).
     """
 
     def __init__(
-        self, conn: Connection, source: str, *, one_statement: bool = False, publisher: Publisher | None = None
+        self,
+        conn: Connection | None,
+        source: str,
+        *,
+        one_statement: bool = False,
+        publisher: Publisher | None = None,
     ) -> None:
-        self.conn = conn
+        self._conn = conn
         self.source = source
         self.one_statement = one_statement
         self.pending: list[OutgoingMessage] = []
@@ -193,6 +202,21 @@ class UnitOfWork:
         self._parts: dict[Callable[[UnitOfWork], Any], BatchPart] = {}
         self._on_commit: list[Callable[[], None]] = []
         self._writer: Writer | None = None
+        #: Without a database: how many messages each cause has emitted (for their ids).
+        self._emitted: dict[str, int] = {}
+
+    @property
+    def stateless(self) -> bool:
+        """Whether this unit of work has no database (the runtime's stateless mode): its
+        messages are produced straight to Kafka, with ids derived from their causes."""
+        return self._conn is None
+
+    @property
+    def conn(self) -> Connection:
+        """The connection of the unit of work (none in the stateless mode: asking is a bug)."""
+        if self._conn is None:
+            raise RuntimeError("this unit of work has no database (a stateless consumer's)")
+        return self._conn
 
     def part(self, kind: Callable[[UnitOfWork], P]) -> P:
         """The unit of work's ``kind`` part, made by ``kind(self)`` on first use."""
@@ -274,10 +298,18 @@ class UnitOfWork:
             causation_id=causation_id,
             traceparent=traceparent,
             key=key.encode(),
-            id=message_id or new_message_id(),
+            id=message_id or self._new_id(causation_id),
         )
         self.pending.append(OutgoingMessage(topic.name, envelope))
         return envelope
+
+    def _new_id(self, causation_id: str | None) -> str:
+        """A fresh id; without a database, the next id derived from the cause (the same on a replay)."""
+        if self._conn is not None or causation_id is None:
+            return new_message_id()
+        index = self._emitted.get(causation_id, 0)
+        self._emitted[causation_id] = index + 1
+        return derived_message_id(causation_id, index)
 
     async def flush_parts(self) -> None:
         """Let each part (in first-use order) write what it gathered and emit its messages.

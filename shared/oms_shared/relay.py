@@ -50,11 +50,10 @@ import asyncpg
 import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from oms_shared import failpoints
 from oms_shared.errors import is_transient
-from oms_shared.kafka import KeyHashPartitioner
+from oms_shared.kafka import KeyHashPartitioner, send_in_batches
 from oms_shared.outbox import NOTIFY_CHANNEL, WrittenRow
 from oms_shared.retry import Backoff
 
@@ -227,37 +226,8 @@ class OutboxRelay:
         self.published += len(rows)
 
     async def _send(self, rows: Iterable[_Row]) -> list[asyncio.Future[Any]]:
-        """Hand a round to the producer as batches, one per partition at a time, in row order.
-
-        Per message this costs well under half of ``send()`` (futures, metadata checks and
-        the accumulator per message): measured with 1,000 messages of ~1 KB and 12 headers,
-        2.9 ms of CPU against 7.5 ms. Partitions are chosen as ``send()`` would (murmur2 of
-        the key); a message too big for a batch of its own goes through ``send()``. Each
-        batch is closed before it is handed over: the producer sends a closed batch at
-        once instead of holding it for its linger (the relay paces its rounds itself).
-        """
-        producer = self._producer
-        partitions: dict[str, list[int]] = {}
-        open_batches: dict[tuple[str, int], BatchBuilder] = {}
-        futures: list[asyncio.Future[Any]] = []
-        for _, topic, key, headers, value in rows:
-            if topic not in partitions:
-                partitions[topic] = sorted(await producer.partitions_for(topic))
-            partition = self._partitioner(key, partitions[topic], partitions[topic])
-            batch = open_batches.get((topic, partition))
-            if batch is not None and batch.append(timestamp=None, key=key, value=value, headers=headers) is not None:
-                continue
-            if batch is not None:  # full: send it, start the partition's next one
-                batch.close()
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-            batch = open_batches[(topic, partition)] = producer.create_batch()
-            if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                del open_batches[(topic, partition)]
-                futures.append(await producer.send(topic, value=value, key=key, headers=headers, partition=partition))
-        for (topic, partition), batch in open_batches.items():
-            batch.close()
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
+        """Hand a round to the producer as batches, one per partition at a time, in row order."""
+        return await send_in_batches(self._producer, (row[1:] for row in rows), self._partitioner)
 
     async def _delete_published(self) -> None:
         if self._published and self._conn is not None and not self._conn.is_closed() and self._leading:

@@ -26,6 +26,15 @@ claim-first path below, in a transaction whose reads lock, as before.
 handlers can write some messages through one statement and others only in a
 transaction runs one-statement only the batches that hold nothing else.
 
+A consumer may run **stateless** (``pool=None``): for a process that keeps nothing
+between messages and only answers them (the simulated warehouse and carrier at zero
+delay). No database, inbox or outbox: after the handlers the runtime produces the
+batch's messages itself and waits for every acknowledgement, and only then may the
+offsets be committed. Each emitted id is derived from its cause and its rank
+(:func:`~oms_shared.envelope.derived_message_id`), so a batch handled again after a
+crash emits the same ids and the receivers' inboxes drop the repeats: at least once
+to the broker, exactly once in effect, as with the outbox.
+
 Transient errors (database or broker down, serialization failure) are retried in
 place with backoff, so the partition's order is kept. If a handler raises
 anything else, the batch is rolled back and replayed one message per transaction
@@ -61,6 +70,7 @@ from oms_shared.errors import (
     is_transient,
 )
 from oms_shared.inbox import claim
+from oms_shared.kafka import KeyHashPartitioner, send_in_batches
 from oms_shared.librdkafka import LibrdkafkaConsumer
 from oms_shared.outbox import Publisher, UnitOfWork
 from oms_shared.retry import Backoff
@@ -165,7 +175,7 @@ class ConsumerRuntime:
         *,
         name: str,
         source: str,
-        pool: asyncpg.Pool[Any],
+        pool: asyncpg.Pool[Any] | None,
         consumer: AIOKafkaConsumer | LibrdkafkaConsumer,
         producer: AIOKafkaProducer,
         subscriptions: Sequence[Subscription],
@@ -190,8 +200,11 @@ class ConsumerRuntime:
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_commit = 0.0
         self._stopping = asyncio.Event()
+        self._partitioner = KeyHashPartitioner()
         self.handled = 0
         self.dead_lettered = 0
+        #: Messages produced by the stateless mode (a consumer with a database publishes through its relay).
+        self.produced = 0
         #: Where the consumer's time goes (reported by the health endpoint): see :class:`Timings`.
         self.timings = Timings()
 
@@ -308,14 +321,18 @@ class ConsumerRuntime:
 
     async def _apply(self, items: list[_Decoded], *, claim_first: bool = True) -> None:
         clock = _Clock(self.timings.phases_s)
-        async with self._pool.acquire() as conn:
-            if not claim_first and self._takes_one_statement(items):
-                uow = UnitOfWork(conn, self._source, one_statement=True, publisher=self._publisher)
-                await self._run_handlers(uow, items, claim_first=False, clock=clock)
-            else:
-                async with conn.transaction():
-                    uow = UnitOfWork(conn, self._source, publisher=self._publisher)
-                    await self._run_handlers(uow, items, claim_first=claim_first, clock=clock)
+        if self._pool is None:  # stateless: the handlers' messages are produced before this returns
+            uow = UnitOfWork(None, self._source)
+            await self._run_handlers(uow, items, claim_first=False, clock=clock)
+        else:
+            async with self._pool.acquire() as conn:
+                if not claim_first and self._takes_one_statement(items):
+                    uow = UnitOfWork(conn, self._source, one_statement=True, publisher=self._publisher)
+                    await self._run_handlers(uow, items, claim_first=False, clock=clock)
+                else:
+                    async with conn.transaction():
+                        uow = UnitOfWork(conn, self._source, publisher=self._publisher)
+                        await self._run_handlers(uow, items, claim_first=claim_first, clock=clock)
         clock.lap("commit")
         uow.committed()
         failpoints.hit("consumer.after_db_commit")
@@ -352,10 +369,21 @@ class ConsumerRuntime:
             finally:
                 logs.handled(token)
         clock.lap("handlers")
-        # Claiming with the outbox write: a message handled before aborts the statement
-        # (REPEAT_SQLSTATE), and the caller replays the batch claiming first.
-        await uow.flush(claim=None if claim_first else (self.name, list(set(ids))))
+        if uow.stateless:
+            await self._produce(uow)
+        else:
+            # Claiming with the outbox write: a message handled before aborts the statement
+            # (REPEAT_SQLSTATE), and the caller replays the batch claiming first.
+            await uow.flush(claim=None if claim_first else (self.name, list(set(ids))))
         clock.lap("writes")
+
+    async def _produce(self, uow: UnitOfWork) -> None:
+        """The stateless mode's writes: produce the batch's messages, in order, and wait for every ack."""
+        await uow.flush_parts()
+        messages, uow.pending = uow.pending, []
+        records = [(m.topic, m.envelope.key, m.envelope.to_headers(), m.envelope.data) for m in messages]
+        await asyncio.gather(*await send_in_batches(self._producer, records, self._partitioner))
+        self.produced += len(records)
 
     async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run ``step`` until it succeeds, retrying transient errors in place with backoff."""

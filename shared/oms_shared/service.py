@@ -94,6 +94,13 @@ class ServiceSpec:
     #: Handlers only read and one writer part writes each batch in a single statement
     #: (see the one-statement mode in :mod:`oms_shared.runtime`); a predicate: the batches it accepts.
     one_statement: OneStatement = False
+    #: No database at all: the consumer produces its handlers' messages itself (the stateless
+    #: mode in :mod:`oms_shared.runtime`), so there are no migrations, relay, workers or inbox.
+    stateless: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stateless and (self.migrations or self.workers or self.prepare or self.one_statement):
+            raise ValueError(f"{self.name}: a stateless service has no database for migrations, workers or writes")
 
 
 #: Allocations between two young-generation collections (CPython's default: 700).
@@ -136,21 +143,26 @@ async def serve(spec: ServiceSpec) -> bool:
         loop.add_signal_handler(sig, stopping.set)
 
     started = time.monotonic()
-    pool = await _wait_for(
-        lambda: create_pool(settings.database_url, settings.db_pool_size, plan_cache_mode=settings.db_plan_cache_mode),
-        "postgres",
-        stopping,
-    )
-    await apply_migrations(pool, "oms_shared.migrations", *spec.migrations)
+    pool: asyncpg.Pool[Any] | None = None
+    relay: OutboxRelay | None = None
     producer = create_producer(settings.kafka_bootstrap_servers, client_id=f"oms-{spec.name}")
+    if not spec.stateless:
+        pool = await _wait_for(
+            lambda: create_pool(
+                settings.database_url, settings.db_pool_size, plan_cache_mode=settings.db_plan_cache_mode
+            ),
+            "postgres",
+            stopping,
+        )
+        await apply_migrations(pool, "oms_shared.migrations", *spec.migrations)
+        relay = OutboxRelay(
+            producer,
+            dsn=settings.database_url,
+            batch_size=settings.relay_batch_size,
+            poll_interval_s=settings.relay_poll_interval_s,
+            pace_s=settings.relay_pace_s,
+        )
     await _wait_for(producer.start, "kafka", stopping)
-    relay = OutboxRelay(
-        producer,
-        dsn=settings.database_url,
-        batch_size=settings.relay_batch_size,
-        poll_interval_s=settings.relay_poll_interval_s,
-        pace_s=settings.relay_pace_s,
-    )
     runtime: ConsumerRuntime | None = None
     consumer = None
     if spec.subscriptions:
@@ -179,18 +191,22 @@ async def serve(spec: ServiceSpec) -> bool:
             one_statement=spec.one_statement,
             publisher=relay,
         )
-    resources = Resources(pool, producer, settings, stopping, relay)
-    tasks = [asyncio.create_task(relay.run(), name="relay")]
+    tasks: list[asyncio.Task[None]] = []
+    if relay is not None:
+        tasks.append(asyncio.create_task(relay.run(), name="relay"))
     if runtime is not None:
         tasks.append(asyncio.create_task(runtime.run(), name="consumer"))
-    tasks += [asyncio.create_task(w(resources), name=getattr(w, "__name__", "worker")) for w in spec.workers]
-    if runtime is not None:
-        tasks.append(asyncio.create_task(periodic("inbox_pruner", _prune_inbox)(resources), name="inbox_pruner"))
+    if pool is not None:
+        resources = Resources(pool, producer, settings, stopping, relay)
+        tasks += [asyncio.create_task(w(resources), name=getattr(w, "__name__", "worker")) for w in spec.workers]
+        if runtime is not None:
+            tasks.append(asyncio.create_task(periodic("inbox_pruner", _prune_inbox)(resources), name="inbox_pruner"))
 
     async def check() -> dict[str, object]:
         dead = [t.get_name() for t in tasks if t.done()]
-        async with pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1")
+        if pool is not None:
+            async with pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
         return {
             "service": spec.name,
             "ready": not dead,
@@ -199,9 +215,9 @@ async def serve(spec: ServiceSpec) -> bool:
             "handled": runtime.handled if runtime else 0,
             "dead_lettered": runtime.dead_lettered if runtime else 0,
             "consumer": runtime.timings.as_dict() if runtime else {},
-            "published": relay.published,
-            "published_from_memory": relay.published_from_memory,
-            "relay_leading": relay.leading,
+            "published": relay.published if relay else (runtime.produced if runtime else 0),
+            "published_from_memory": relay.published_from_memory if relay else 0,
+            "relay_leading": relay.leading if relay else False,
         }
 
     health = HealthServer(check, settings.health_host, settings.health_port)
@@ -217,7 +233,8 @@ async def serve(spec: ServiceSpec) -> bool:
     log.info("service_stopping")
     if runtime is not None:
         runtime.stop()
-    relay.stop()
+    if relay is not None:
+        relay.stop()
     await asyncio.wait(tasks, timeout=10)
     for task in tasks:
         task.cancel()
@@ -225,7 +242,8 @@ async def serve(spec: ServiceSpec) -> bool:
     if consumer is not None:
         await consumer.stop()
     await producer.stop()
-    await pool.close()
+    if pool is not None:
+        await pool.close()
     log.info("service_stopped")
     return not crashed
 

@@ -1,4 +1,9 @@
-"""Running one simulator on the shared service host: its subscription plus the schedule worker."""
+"""Running one simulator on the shared service host: its subscription plus the schedule worker.
+
+With ``durable=false`` (every delay 0) it runs without a database: the runtime's
+stateless mode answers each message at once, straight to Kafka, and there is nothing
+to schedule.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ __all__ = ["run_simulator"]
 
 
 def run_simulator(name: str, simulator: str, settings: SimulatorSettings, subscription: Subscription) -> None:
-    """Run a simulator process until SIGTERM: its one subscription and its delayed-message worker."""
+    """Run a simulator process until SIGTERM: its one subscription and (when durable) its delayed-message worker."""
+    if not settings.durable:
+        service.run(service.ServiceSpec(name, settings, [subscription], group_id=settings.group_id, stateless=True))
+        return
     service.run(
         service.ServiceSpec(
             name=name,

@@ -29,6 +29,7 @@ from oms_shared.topics import Topic
 __all__ = [
     "Planned",
     "cancel_pending",
+    "cancel_unsent",
     "emit_or_schedule",
     "move_due",
     "pending_steps",
@@ -93,7 +94,10 @@ _PURGE = "DELETE FROM schedule WHERE sent AND due_at < now() - make_interval(sec
 async def emit_or_schedule(
     ctx: MessageContext, simulator: str, tag: str, plan: Sequence[Planned], now: datetime
 ) -> None:
-    """Emit the undelayed messages of ``plan`` now; write the others to the schedule."""
+    """Emit the undelayed messages of ``plan`` now; write the others to the schedule.
+
+    A stateless simulator (no database) has no schedule: every delay must be 0 (its settings check).
+    """
     later: list[Planned] = []
     for item in plan:
         if item.after_s <= 0:
@@ -102,6 +106,8 @@ async def emit_or_schedule(
             later.append(item)
     if not later:
         return
+    if ctx.uow.stateless:
+        raise RuntimeError(f"a stateless simulator cannot delay {[p.step for p in later]}: set its delays to 0")
     envelope = ctx.envelope
     await ctx.conn.execute(
         _INSERT,
@@ -117,6 +123,15 @@ async def emit_or_schedule(
         [p.payload.ce_type for p in later],
         [p.payload.model_dump_json() for p in later],
     )
+
+
+async def cancel_unsent(
+    ctx: MessageContext, simulator: str, tag: str, *, steps: Sequence[str], guard: str
+) -> list[str]:
+    """:func:`cancel_pending` in the handler's transaction; a stateless simulator sent everything at once: nothing."""
+    if ctx.uow.stateless:
+        return []
+    return await cancel_pending(ctx.conn, simulator, tag, steps=steps, guard=guard)
 
 
 async def cancel_pending(conn: Connection, simulator: str, tag: str, *, steps: Sequence[str], guard: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import NoDecode
 
 from oms_shared.settings import OffPathSettings, local_database_url
@@ -37,3 +37,18 @@ class SimulatorSettings(OffPathSettings):
     schedule_batch_size: int = Field(500, ge=1)
     #: Sent schedule rows are kept this long (for inspection), then purged.
     schedule_retention_s: float = Field(300.0, ge=0)
+    #: False: run without a database (the runtime's stateless mode): every answer is sent at
+    #: once, straight to Kafka, with an id derived from its cause. Only with every delay 0:
+    #: the benchmark's outside world, which on a real site runs on other machines.
+    durable: bool = True
+
+    def delays_s(self) -> dict[str, float]:
+        """The simulator's delays by name (each simulator lists its own)."""
+        return {}
+
+    @model_validator(mode="after")
+    def _stateless_needs_zero_delays(self) -> SimulatorSettings:
+        delayed = sorted(name for name, value in self.delays_s().items() if value > 0)
+        if not self.durable and delayed:
+            raise ValueError(f"durable=false sends every answer at once: these delays must be 0: {', '.join(delayed)}")
+        return self

@@ -19,7 +19,10 @@ from oms_shared.contracts.shipping import (
     CarrierBookingRequested,
     CarrierScan,
 )
-from oms_shared.testing import handle, payloads
+from oms_shared.envelope import derived_message_id
+from oms_shared.outbox import UnitOfWork
+from oms_shared.runtime import MessageContext
+from oms_shared.testing import envelope_of, handle, payloads
 from oms_simulators.carrier.domain import CarrierPolicy, tracking_number
 from oms_simulators.carrier.handlers import handlers, on_booking_cancelled, on_booking_requested
 
@@ -202,3 +205,25 @@ class TestBookingCancelled:
     async def test_a_cancel_of_an_unknown_booking_does_nothing(self, pool: asyncpg.Pool[Any]) -> None:
         assert await handle(pool, cancel(), cancelled(requested())) == []
         assert await schedule_rows(pool) == []
+
+
+class TestStateless:
+    """Without a database (the runtime's stateless mode): everything at once, ids derived, a cancel is nothing."""
+
+    async def test_answer_and_scans_at_once_with_ids_derived_from_the_request(self) -> None:
+        booking = requested()
+        envelope = envelope_of(booking)
+        uow = UnitOfWork(None, "oms/carrier-sim")
+        await on_booking_requested(booking, MessageContext(envelope, uow), policy=NOW)
+        types = [m.envelope.type for m in uow.pending]
+        assert types == [CarrierBookingAnswered.ce_type] + [CarrierScan.ce_type] * 4
+        assert [m.envelope.id for m in uow.pending] == [derived_message_id(envelope.id, i) for i in range(5)]
+        assert {m.topic for m in uow.pending} == {topics.CARRIER_EVENTS.name}
+        await on_booking_cancelled(cancelled(booking), MessageContext(envelope_of(cancelled(booking)), uow), policy=NOW)
+        assert len(uow.pending) == 5, "the cancel sent nothing"
+
+    async def test_a_delay_is_refused(self) -> None:
+        booking = requested()
+        uow = UnitOfWork(None, "oms/carrier-sim")
+        with pytest.raises(RuntimeError, match="cannot delay"):
+            await on_booking_requested(booking, MessageContext(envelope_of(booking), uow), policy=CarrierPolicy())

@@ -85,3 +85,27 @@ class TestCarrierSimSettings:
             lost_parcel_rate=0.2,
             manual_warehouses=frozenset({"wh-m"}),
         )
+
+
+class TestStatelessNeedsZeroDelays:
+    """durable=false (no database, no schedule) is refused while any delay is above 0."""
+
+    def test_warehouse(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("WAREHOUSE_SIM_DURABLE", "false")
+        with pytest.raises(ValueError, match="pick_delay_s"):
+            WarehouseSimSettings()
+        monkeypatch.setenv("WAREHOUSE_SIM_PICK_DELAY_S", "0")
+        assert WarehouseSimSettings().durable is False
+
+    def test_carrier_names_every_delay_left(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CARRIER_SIM_DURABLE", "false")
+        monkeypatch.setenv("CARRIER_SIM_BOOKING_DELAY_S", "0")
+        with pytest.raises(ValueError, match="pickup_delay_s, scan_interval_s"):
+            CarrierSimSettings()
+        monkeypatch.setenv("CARRIER_SIM_PICKUP_DELAY_S", "0")
+        monkeypatch.setenv("CARRIER_SIM_SCAN_INTERVAL_S", "0")
+        assert CarrierSimSettings().durable is False
+
+    def test_durable_by_default(self) -> None:
+        assert WarehouseSimSettings().durable is True
+        assert CarrierSimSettings().durable is True

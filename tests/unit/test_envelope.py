@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from oms_shared.envelope import Envelope, Position, new_message_id
+from oms_shared.envelope import Envelope, Position, derived_message_id, new_message_id
 from oms_shared.errors import UndecodableMessage
 
 BASE = [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"s")]
@@ -90,3 +90,16 @@ def test_message_ids_are_uuid7_ordered_by_time() -> None:
     assert len(set(ids)) == len(ids)
     time.sleep(0.002)
     assert new_message_id() > max(ids)  # a later millisecond sorts after, as text too
+
+
+def test_derived_ids_are_stable_uuid7_keeping_the_cause_time() -> None:
+    cause = new_message_id()
+    derived = derived_message_id(cause, 0)
+    assert derived == derived_message_id(cause, 0)
+    assert derived != derived_message_id(cause, 1) != derived_message_id(new_message_id(), 1)
+    parsed = uuid.UUID(derived)
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+    assert derived[:13] == cause[:13], "the cause's 48 bits of time are kept: inbox keys stay time-ordered"
+    other = uuid.UUID(derived_message_id("not-a-uuid", 0))
+    assert other.version == 7

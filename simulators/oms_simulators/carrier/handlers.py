@@ -69,7 +69,7 @@ async def on_booking_requested(msg: CarrierBookingRequested, ctx: MessageContext
 
 async def on_booking_cancelled(msg: CarrierBookingCancelled, ctx: MessageContext, *, policy: CarrierPolicy) -> None:
     """Before pickup, drop the parcel's pending scans; after pickup the cancel changes nothing."""
-    dropped = await schedule.cancel_pending(ctx.conn, SIMULATOR, msg.booking_id, steps=SCANS, guard=PICKUP)
+    dropped = await schedule.cancel_unsent(ctx, SIMULATOR, msg.booking_id, steps=SCANS, guard=PICKUP)
     log.info("booking_cancelled", booking_id=msg.booking_id, scans_dropped=dropped)
 
 

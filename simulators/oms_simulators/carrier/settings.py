@@ -29,6 +29,13 @@ class CarrierSimSettings(SimulatorSettings):
     #: Probability that an accepted parcel is lost in transit.
     lost_parcel_rate: float = Field(0.0, ge=0, le=1)
 
+    def delays_s(self) -> dict[str, float]:
+        return {
+            "booking_delay_s": self.booking_delay_s,
+            "pickup_delay_s": self.pickup_delay_s,
+            "scan_interval_s": self.scan_interval_s,
+        }
+
     def policy(self) -> CarrierPolicy:
         """The carriers' behaviour these settings describe."""
         return CarrierPolicy(

@@ -48,7 +48,7 @@ async def on_pick_list_cancelled(msg: PickListCancelled, ctx: MessageContext, *,
     """Drop the confirmation if it has not been sent yet; after that the cancel changes nothing."""
     if not policy.simulates(msg.warehouse_id):
         return
-    dropped = await schedule.cancel_pending(ctx.conn, SIMULATOR, msg.pick_list_id, steps=[CONFIRM], guard=CONFIRM)
+    dropped = await schedule.cancel_unsent(ctx, SIMULATOR, msg.pick_list_id, steps=[CONFIRM], guard=CONFIRM)
     log.info("pick_list_cancelled", pick_list_id=msg.pick_list_id, confirmation_dropped=bool(dropped))
 
 

@@ -23,6 +23,9 @@ class WarehouseSimSettings(SimulatorSettings):
     #: Probability that a pick list comes back with one line short.
     short_pick_rate: float = Field(0.0, ge=0, le=1)
 
+    def delays_s(self) -> dict[str, float]:
+        return {"pick_delay_s": self.pick_delay_s}
+
     def policy(self) -> PickerPolicy:
         """The pickers' behaviour these settings describe."""
         return PickerPolicy(
