@@ -1,11 +1,16 @@
 """Structured logging: JSON lines in production, pretty console output on a terminal.
 
-Context: the service name is bound with ``structlog.contextvars``; the message a
-handler works on (order id, message id, type, topic/partition/offset) is set by the
-runtime in one context variable (:func:`handling`), so every line a handler writes
-carries it. One variable set per message, not six bound: structlog's
-``bound_contextvars`` reads and resets every context variable each time, and at 300
-orders/s that was 7% of the order consumer's CPU.
+Context: the message a handler works on (order id, message id, type,
+topic/partition/offset) is set by the runtime in one context variable
+(:func:`handling`), so every line a handler writes carries it. One variable set per
+message, not six bound: structlog's ``bound_contextvars`` reads and resets every
+context variable each time, and at 300 orders/s that was 7% of the order consumer's
+CPU. A JSON line is built by ONE processor (:func:`json_line`: the message's fields,
+the line's own, the service, level and time, in that order, rendered by orjson) instead
+of structlog's chain of five: 2.9 against 4.5-5.4 us a line (~15 lines per order), the
+largest saving being ``merge_contextvars``, which copies the whole context per line. So
+in JSON mode structlog's context variables are not read: pass fields to the call, or
+set them with :func:`handling`.
 
 Lines are written in bursts, not one system call each: at 100 orders/s the services
 log over a thousand lines a second, and a write per line (structlog's loggers flush
@@ -21,14 +26,15 @@ import asyncio
 import atexit
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from contextvars import ContextVar, Token
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
 import structlog
 
-__all__ = ["LineBuffer", "configure_logging", "handled", "handling", "merge_message"]
+__all__ = ["LineBuffer", "configure_logging", "handled", "handling", "json_line", "merge_message"]
 
 #: The fields of the message being handled (set by :func:`handling`), merged into every line.
 _MESSAGE: ContextVar[dict[str, Any] | None] = ContextVar("oms_message", default=None)
@@ -50,8 +56,26 @@ def merge_message(_logger: Any, _method: str, event: MutableMapping[str, Any]) -
     return {**fields, **event} if fields else event
 
 
-def _orjson_dumps(obj: Any, default: Any = None) -> str:
-    return orjson.dumps(obj, default=default).decode()
+#: structlog's method names that are not level names (as ``add_log_level`` maps them).
+_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
+
+
+def json_line(service: str) -> Callable[[Any, str, MutableMapping[str, Any]], str]:
+    """structlog's last processor in JSON mode: the whole line in one step (see the module doc).
+
+    The same line the chain ``merge_contextvars`` (the service), :func:`merge_message`,
+    ``add_log_level``, ``TimeStamper(fmt="iso", utc=True)`` and ``JSONRenderer`` made.
+    """
+
+    def render(_logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+        fields = _MESSAGE.get()
+        line = {**fields, **event} if fields else event
+        line.setdefault("service", service)
+        line["level"] = _LEVEL_OF_METHOD.get(method, method)
+        line["timestamp"] = datetime.now(UTC)
+        return orjson.dumps(line, default=repr, option=orjson.OPT_UTC_Z).decode()
+
+    return render
 
 
 class LineBuffer:
@@ -108,19 +132,21 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", stre
     """
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        merge_message,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_orjson_dumps) if use_json else structlog.dev.ConsoleRenderer()
+    processors: list[Any] = (
+        [structlog.processors.format_exc_info, json_line(service)]
+        if use_json
+        else [
+            structlog.contextvars.merge_contextvars,
+            merge_message,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(),
+        ]
     )
     sink = LineBuffer(stream)
     atexit.register(sink.flush)
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer] if use_json else [*shared, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=lambda *_: sink,
         cache_logger_on_first_use=True,
