@@ -101,6 +101,8 @@ class ServiceSpec:
     def __post_init__(self) -> None:
         if self.stateless and (self.migrations or self.workers or self.prepare or self.one_statement):
             raise ValueError(f"{self.name}: a stateless service has no database for migrations, workers or writes")
+        if self.stateless and not self.subscriptions:
+            raise ValueError(f"{self.name}: a stateless service only answers messages: give it a subscription")
 
 
 #: Allocations between two young-generation collections (CPython's default: 700).

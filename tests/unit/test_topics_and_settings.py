@@ -14,14 +14,17 @@ from oms_fulfillment.settings import FulfillmentSettings
 from oms_inventory.settings import InventorySettings
 from oms_order.settings import OrderSettings
 from oms_returns.settings import ReturnsSettings
+from oms_shared import service
 from oms_shared.errors import SchemaViolation, is_transient
 from oms_shared.kafka import create_consumer
 from oms_shared.librdkafka import LibrdkafkaConsumer
 from oms_shared.retry import Backoff
+from oms_shared.runtime import Subscription
 from oms_shared.settings import ServiceSettings
-from oms_shared.topics import ALL_TOPICS, ORDER_PARTITIONS, by_name, with_dead_letters
+from oms_shared.topics import ALL_TOPICS, ORDER_PARTITIONS, WAREHOUSE_TASKS, by_name, with_dead_letters
 from oms_shipping.settings import ShippingSettings
 from oms_simulators.carrier.settings import CarrierSimSettings
+from oms_simulators.warehouse.handlers import handlers
 from oms_simulators.warehouse.settings import WarehouseSimSettings
 
 
@@ -156,3 +159,16 @@ class TestBackoff:
         assert delays[-1] >= 0.4
         backoff.reset()
         assert backoff.peek() == pytest.approx(0.1)
+
+
+class TestStatelessSpec:
+    """A stateless service (no database) is refused what would need one, and must consume something."""
+
+    def test_refuses_database_parts_and_an_empty_subscription_list(self) -> None:
+        settings = WarehouseSimSettings(pick_delay_s=0, durable=False)
+        sub = Subscription(WAREHOUSE_TASKS, handlers(settings.policy()))
+        assert service.ServiceSpec("sim", settings, [sub], stateless=True).stateless
+        with pytest.raises(ValueError, match="migrations, workers or writes"):
+            service.ServiceSpec("sim", settings, [sub], migrations=["oms_simulators.migrations"], stateless=True)
+        with pytest.raises(ValueError, match="give it a subscription"):
+            service.ServiceSpec("sim", settings, [], stateless=True)
