@@ -70,7 +70,7 @@ asyncapi: venv
 # The benchmark (bench/README.md): our journey stepped to its maximum sustainable rate,
 # beside raw Kafka, raw PostgreSQL and a DBOS peer; writes bench/results/<date>.{json,md,png}.
 bench: up
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/run.py --warmup-s 60 --warmup-rate 100 $(BENCH_ARGS)
 
 bench-quick: up
 	$(PY) bench/run.py --rates 50,150,300 --step-s 20 $(BENCH_ARGS)
