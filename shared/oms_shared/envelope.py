@@ -40,8 +40,7 @@ def new_message_id() -> str:
     ms = time.time_ns() // 1_000_000
     rand = _random_bits(74)
     value = (ms & _MS_MASK) << 80 | (0x7000 | rand >> 62) << 64 | 0b10 << 62 | rand & _RAND_B_MASK
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _uuid_text(f"{value:032x}")
 
 
 def derived_message_id(cause: str, index: int) -> str:
@@ -59,7 +58,11 @@ def derived_message_id(cause: str, index: int) -> str:
         digest[:6] = bytes.fromhex(hexed[:12])
     digest[6] = 0x70 | digest[6] & 0x0F
     digest[8] = 0x80 | digest[8] & 0x3F
-    h = digest.hex()
+    return _uuid_text(digest.hex())
+
+
+def _uuid_text(h: str) -> str:
+    """32 hex digits in the UUID's 8-4-4-4-12 form."""
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

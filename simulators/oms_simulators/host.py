@@ -17,24 +17,22 @@ __all__ = ["run_simulator"]
 
 def run_simulator(name: str, simulator: str, settings: SimulatorSettings, subscription: Subscription) -> None:
     """Run a simulator process until SIGTERM: its one subscription and (when durable) its delayed-message worker."""
-    if not settings.durable:
-        service.run(service.ServiceSpec(name, settings, [subscription], group_id=settings.group_id, stateless=True))
-        return
+    durable = settings.durable
+    worker = schedule_worker(
+        simulator,
+        f"oms/{name}",
+        interval_s=settings.schedule_poll_interval_s,
+        batch_size=settings.schedule_batch_size,
+        retention_s=settings.schedule_retention_s,
+    )
     service.run(
         service.ServiceSpec(
             name=name,
             settings=settings,
             subscriptions=[subscription],
-            migrations=["oms_simulators.migrations"],
-            workers=[
-                schedule_worker(
-                    simulator,
-                    f"oms/{name}",
-                    interval_s=settings.schedule_poll_interval_s,
-                    batch_size=settings.schedule_batch_size,
-                    retention_s=settings.schedule_retention_s,
-                )
-            ],
+            migrations=["oms_simulators.migrations"] if durable else [],
+            workers=[worker] if durable else [],
             group_id=settings.group_id,
+            stateless=not durable,
         )
     )
