@@ -1,6 +1,12 @@
 # Developer and CI entry points. Everything runs inside the project's venv.
 PY := .venv/bin/python
-PYTHON ?= python3
+# The interpreter the venv is made from: the distribution's python3.11 where there is one.
+# Debian builds it with PGO and LTO into the executable; the pyenv 3.11.7 first on this
+# machine's PATH was built with neither (its CONFIG_ARGS: --enable-shared only): pure
+# Python ~20% slower, the order consumer ~10% more CPU a message (bench/README, session
+# 21). `make PYTHON=python3 venv` (after removing .venv) picks another.
+SYSTEM_PYTHON := $(wildcard /usr/bin/python3.11)
+PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV_STAMP := .venv/.stamp
 # Installable packages besides shared/: every services/<name>/ with a pyproject.toml.
 SERVICE_PROJECTS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml simulators/pyproject.toml))
@@ -11,7 +17,7 @@ SERVICE_PROJECTS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyprojec
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): requirements.txt requirements-bench.txt shared/pyproject.toml $(addsuffix /pyproject.toml,$(SERVICE_PROJECTS))
-	test -x $(PY) || $(PYTHON) -m venv .venv
+	test -x $(PY) || $(PYTHON) -m venv .venv || { rm -rf .venv; python3 -m venv .venv; }
 	# The benchmark's packages too: mypy checks bench/ and the suite runs a smoke benchmark.
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-bench.txt
 	$(PY) -m pip install --quiet -e shared $(addprefix -e ,$(SERVICE_PROJECTS))

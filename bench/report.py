@@ -69,6 +69,11 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def _prefix(machine: dict[str, Any]) -> str:
+    """Where the interpreter lives (older reports did not record it)."""
+    return f" (from {machine['python_prefix']})" if machine.get("python_prefix") else ""
+
+
 def markdown(result: dict[str, Any], images: list[str]) -> str:
     steps = result["steps"]
     best = result["max_sustainable_rate"]
@@ -76,7 +81,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
     lines = [
         f"# Benchmark of the order journey ({result['date'][:10]})",
         "",
-        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GiB, {m['platform']}, Python {m['python']}. "
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GiB, {m['platform']}, Python {m['python']}{_prefix(m)}. "
         "Everything co-located: Kafka (heap 512 MB), PostgreSQL 15 with durable commits (fsync and "
         "synchronous_commit on), five services, two simulators (zero delays), the load generator.",
         "",

@@ -580,6 +580,8 @@ def machine() -> dict[str, Any]:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        # Which build: the distribution's (/usr, PGO and LTO) or another (bench/README, session 21).
+        "python_prefix": sys.base_prefix,
         "cpu_model": _cpu_model(),
     }
 
