@@ -3,8 +3,10 @@ PY := .venv/bin/python
 # The interpreter the venv is made from: the distribution's python3.11 where there is one.
 # Debian builds it with PGO and LTO into the executable; the pyenv 3.11.7 first on this
 # machine's PATH was built with neither (its CONFIG_ARGS: --enable-shared only): pure
-# Python ~20% slower, the order consumer ~10% more CPU a message (bench/README, session
-# 21). `make PYTHON=python3 venv` (after removing .venv) picks another.
+# Python ~20% slower, the order consumer's batch path alone ~10% more CPU a message
+# (bench/README, session 21; in the whole stack, where system calls and C extensions
+# take most of the CPU, the difference was within the noise). `make PYTHON=python3 venv`
+# (after removing .venv) picks another.
 SYSTEM_PYTHON := $(wildcard /usr/bin/python3.11)
 PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV_STAMP := .venv/.stamp
