@@ -18,12 +18,19 @@ __all__ = ["run_simulator"]
 def run_simulator(name: str, simulator: str, settings: SimulatorSettings, subscription: Subscription) -> None:
     """Run a simulator process until SIGTERM: its one subscription and (when durable) its delayed-message worker."""
     durable = settings.durable
-    worker = schedule_worker(
-        simulator,
-        f"oms/{name}",
-        interval_s=settings.schedule_poll_interval_s,
-        batch_size=settings.schedule_batch_size,
-        retention_s=settings.schedule_retention_s,
+    # The delayed messages wait in the database: a stateless simulator has neither.
+    workers = (
+        [
+            schedule_worker(
+                simulator,
+                f"oms/{name}",
+                interval_s=settings.schedule_poll_interval_s,
+                batch_size=settings.schedule_batch_size,
+                retention_s=settings.schedule_retention_s,
+            )
+        ]
+        if durable
+        else []
     )
     service.run(
         service.ServiceSpec(
@@ -31,7 +38,7 @@ def run_simulator(name: str, simulator: str, settings: SimulatorSettings, subscr
             settings=settings,
             subscriptions=[subscription],
             migrations=["oms_simulators.migrations"] if durable else [],
-            workers=[worker] if durable else [],
+            workers=workers,
             group_id=settings.group_id,
             stateless=not durable,
         )
