@@ -26,7 +26,6 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,19 +76,19 @@ class _Participants:
     def accepting(self) -> bool:
         return True
 
-    def hand_over(self, rows: Sequence[WrittenRow]) -> None:
-        self._handed.extend(rows)  # answered after the batch, outside the measured time
+    def hand_over(self, row: WrittenRow) -> None:
+        self._handed.append(row)  # answered after the batch, outside the measured time
 
     def answer(self) -> None:
         """Queue the replies to the commands handed over since the last call."""
         rows, self._handed = self._handed, []
-        for row in rows:
-            self.outbox_ids.append(row.id)
-            model = _COMMANDS.get(row.message.envelope.type)
+        self.outbox_ids += [row.id for row in rows]
+        for message in (m for row in rows for m in row.messages):
+            model = _COMMANDS.get(message.envelope.type)
             if model is None:
                 self.statuses += 1
                 continue
-            command = model.model_validate_json(row.message.envelope.data)
+            command = model.model_validate_json(message.envelope.data)
             for delay, (topic, reply) in _replies(command):
                 while len(self.due) <= delay:
                     self.due.append([])

@@ -5,8 +5,10 @@ its own connection (the leader). The others wait and try again every poll interv
 when the leader's connection ends, PostgreSQL releases the lock and one of them takes
 over. Because only the leader touches the queue, a round needs no transaction and no
 row locks, and ONE statement: delete the rows the previous round published and read
-up to N more in id order; hand them all to the idempotent producer (as one batch per
-partition, in row order) and wait for every acknowledgement. (A round trip costs more
+up to N more in id order; hand all their messages to the idempotent producer (as one
+batch per partition, in row order and, within a row, in the unit of work's order) and
+wait for every acknowledgement. A row holds one unit of work's messages
+(:mod:`oms_shared.outbox`). (A round trip costs more
 than the SQL it carries here: the relay used to take four per round.) Published rows
 are therefore deleted by the next round, at most one poll interval later, or when the
 relay stops.
@@ -76,12 +78,12 @@ _LEAD = "SELECT pg_try_advisory_lock($1)"
 # rows, and the fast lane lets ~1,000 published rows gather between rounds.
 _TAKE = """
 WITH published AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]) RETURNING id)
-SELECT id, topic, key, headers, payload FROM outbox
+SELECT id, topics, keys, headers, payloads FROM outbox
 WHERE id NOT IN (SELECT id FROM published) ORDER BY id LIMIT $1
 """
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
-#: A row to publish: id, topic, key, headers, payload.
+#: A message to publish: its outbox row's id, topic, key, headers, payload.
 _Row = tuple[int, str, bytes | None, list[tuple[str, bytes]], bytes]
 
 
@@ -107,9 +109,9 @@ class OutboxRelay:
         self._round_started = 0.0
         self._conn: asyncpg.Connection[Any] | None = None
         self._leading = False
-        #: Published by the last round, deleted by the next one.
-        self._published: list[int] = []
-        #: Handed over by this process's units of work, not published yet.
+        #: The rows published since the last round, deleted by the next one.
+        self._published: dict[int, None] = {}
+        #: The messages of rows handed over by this process's units of work, not published yet.
         self._handed: list[_Row] = []
         #: Ids the last two rounds read (and published): their hand-over, if it comes after, is a repeat.
         self._taken: tuple[set[int], set[int]] = (set(), set())
@@ -117,8 +119,9 @@ class OutboxRelay:
         self._notified = False
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        #: Messages published.
         self.published = 0
-        #: Of those, rows published from memory (handed over by the fast lane).
+        #: Of those, messages published from memory (handed over by the fast lane).
         self.published_from_memory = 0
 
     @property
@@ -131,13 +134,14 @@ class OutboxRelay:
         """Whether rows handed over now will be published from memory (while leading)."""
         return self._leading and not self._stopping.is_set()
 
-    def hand_over(self, rows: Sequence[WrittenRow]) -> None:
-        """Publish these committed rows (written without a NOTIFY) from memory, soon."""
+    def hand_over(self, row: WrittenRow) -> None:
+        """Publish this committed row's messages (written without a NOTIFY) from memory, soon."""
         last, before = self._taken
+        if row.id in last or row.id in before:
+            return
         self._handed.extend(
-            (row_id, m.topic, m.envelope.key, [(n, t.encode()) for n, t in headers], m.envelope.data)
-            for row_id, m, headers in rows
-            if row_id not in last and row_id not in before
+            (row.id, m.topic, m.envelope.key, [(n, t.encode()) for n, t in headers], m.envelope.data)
+            for m, headers in zip(row.messages, row.headers, strict=True)
         )
         self._wakeup.set()
 
@@ -183,24 +187,20 @@ class OutboxRelay:
         return len(self._published) >= self._batch_size
 
     async def publish_once(self) -> int:
-        """One round: publish up to a batch of rows if leading; return how many were published."""
+        """One round: publish up to a batch of rows if leading; return how many rows were read."""
         conn = await self._leader_connection()
         if conn is None:
             return 0
         await self._pace()
-        records = await conn.fetch(_TAKE, self._batch_size, self._published)
-        self._published = []
+        records = await conn.fetch(_TAKE, self._batch_size, list(self._published))
+        self._published = {}
         if not records:
             return 0
         taken = {record["id"] for record in records}
         self._taken = (taken, self._taken[0])
         self._handed = [row for row in self._handed if row[0] not in taken]
-        rows = [
-            (r["id"], r["topic"], r["key"], [(n, t.encode()) for n, t in orjson.loads(r["headers"])], r["payload"])
-            for r in records
-        ]
-        await self._publish(rows)
-        return len(rows)
+        await self._publish(list(_messages(records)))
+        return len(records)
 
     async def _publish_handed(self) -> None:
         """Publish the rows handed over, if still leading (else the leader's rounds read them)."""
@@ -222,7 +222,7 @@ class OutboxRelay:
     async def _publish(self, rows: list[_Row]) -> None:
         await asyncio.gather(*await self._send(rows))
         failpoints.hit("relay.after_publish")
-        self._published.extend(row[0] for row in rows)
+        self._published.update(dict.fromkeys(row[0] for row in rows))
         self.published += len(rows)
 
     async def _send(self, rows: Iterable[_Row]) -> list[asyncio.Future[Any]]:
@@ -231,8 +231,8 @@ class OutboxRelay:
 
     async def _delete_published(self) -> None:
         if self._published and self._conn is not None and not self._conn.is_closed() and self._leading:
-            await self._conn.execute(_DELETE, self._published)
-        self._published = []
+            await self._conn.execute(_DELETE, list(self._published))
+        self._published = {}
 
     async def _leader_connection(self) -> asyncpg.Connection[Any] | None:
         """The relay's connection if it holds the relay lock (taking it if free), else None."""
@@ -263,5 +263,13 @@ class OutboxRelay:
             self._conn.terminate()  # no round trip: the connection may already be dead
         self._conn = None
         self._leading = False
-        self._published = []  # the next leader republishes them
+        self._published = {}  # the next leader republishes them
         self._handed = []  # and publishes these
+
+
+def _messages(records: Sequence[asyncpg.Record]) -> Iterable[_Row]:
+    """The messages of outbox rows read by a round, in row order and each row's own order."""
+    for r in records:
+        row_id = r["id"]
+        for topic, key, headers, payload in zip(r["topics"], r["keys"], r["headers"], r["payloads"], strict=True):
+            yield row_id, topic, key, [(n, t.encode()) for n, t in orjson.loads(headers)], payload

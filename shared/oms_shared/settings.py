@@ -94,8 +94,9 @@ class ServiceSettings(SharedSettings):
     #: Offsets are committed at most this often (s): handled batches are durable in the
     #: database already and a replay after a crash is deduplicated by the inbox.
     consumer_commit_interval_s: float = 0.1
-    #: At most this many outbox rows are published per relay round.
-    relay_batch_size: int = 1000
+    #: At most this many outbox rows (one per unit of work, however many messages) are
+    #: read per relay round, and a round deletes the published ones once this many wait.
+    relay_batch_size: int = 100
     #: The relay polls this often when no NOTIFY arrives (a safety net, not the main wake-up).
     relay_poll_interval_s: float = 1.0
     #: A relay round starts no sooner than this after the previous one started (s): idle,

@@ -54,7 +54,7 @@ async def plan(
 
 
 async def outbox(pool: asyncpg.Pool[Any]) -> list[tuple[str, bytes, dict[str, str], PickConfirmed]]:
-    rows = await pool.fetch("SELECT topic, key, headers, payload FROM outbox ORDER BY id")
+    rows = await pool.fetch("SELECT topic, key, headers, payload FROM outbox_messages ORDER BY id, position")
     return [
         (r["topic"], r["key"], dict(orjson.loads(r["headers"])), PickConfirmed.model_validate_json(r["payload"]))
         for r in rows

@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from oms_shared.contracts import Contract
-from oms_shared.outbox import OutboxWrite, UnitOfWork, outbox_ctes, outbox_ids, outbox_result
+from oms_shared.outbox import OutboxWrite, UnitOfWork, outbox_ctes, outbox_id, outbox_result
 from oms_shared.runtime import MessageContext, Subscription
 from oms_shared.service import ServiceSpec, run
 from oms_shared.settings import ServiceSettings, local_database_url
@@ -71,9 +71,9 @@ class Effects:
     async def flush(self) -> None:
         """Nothing before the outbox: written with it."""
 
-    async def write(self, outbox: OutboxWrite) -> list[int] | None:
+    async def write(self, outbox: OutboxWrite) -> int | None:
         rows, self.rows = self.rows, []
-        return outbox_ids(
+        return outbox_id(
             await self._uow.conn.fetchrow(
                 self._WRITE,
                 [r[0] for r in rows],

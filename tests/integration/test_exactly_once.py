@@ -83,7 +83,7 @@ class TestExactlyOneEffect:
         first = new_harness(harness_dsn, harness, harness_topic, OMS_FAILPOINTS="relay.after_publish").start()
         assert await first.wait_exit(timeout=60) == -9, "the failpoint should have killed the relay"
         pending = await harness_db.fetchval(
-            "SELECT count(*) FROM outbox WHERE payload = ANY($1::bytea[])", [m.envelope.data for m in messages]
+            "SELECT count(*) FROM outbox_messages WHERE payload = ANY($1::bytea[])", [m.envelope.data for m in messages]
         )
         assert pending == 10, "rows published but not deleted must still be in the outbox"
 

@@ -19,12 +19,14 @@ from tests import support
 from tests.harness.app import Increment
 
 
-async def _write(pool: asyncpg.Pool[Any], topic: Topic, counters: list[str]) -> None:
+async def _write(pool: asyncpg.Pool[Any], topic: Topic, counters: list[str], *, per_row: int = 4) -> None:
+    """Write ``counters`` as outbox rows of ``per_row`` messages (a row per unit of work), in one transaction."""
     messages = [
         OutgoingMessage(topic.name, support.envelope_for(Increment(counter=c, amount=1), key="k")) for c in counters
     ]
     async with pool.acquire() as conn, conn.transaction():
-        await write_outbox(conn, messages)
+        for start in range(0, len(messages), per_row):
+            await write_outbox(conn, messages[start : start + per_row])
 
 
 @contextlib.asynccontextmanager
@@ -78,7 +80,7 @@ class TestRelayLeadership:
         self, fresh_service_db: Any, stack: Any
     ) -> None:
         pool = await fresh_service_db("relay")
-        async with _relays(stack.service_url("relay_test"), 2, batch_size=7, poll_interval_s=0.2) as (
+        async with _relays(stack.service_url("relay_test"), 2, batch_size=3, poll_interval_s=0.2) as (
             topic,
             relays,
             tasks,
@@ -126,6 +128,10 @@ class TestRelayBatches:
         ]
         async with pool.acquire() as conn, conn.transaction():
             await write_outbox(conn, messages)
+        # One unit of work, one row: its messages are arrays in the row, in their order.
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
+        listed = await pool.fetch("SELECT payload FROM outbox_messages ORDER BY id, position")
+        assert [r["payload"] for r in listed] == [m.envelope.data for m in messages]
         producer = await support.started_producer()
         relay = OutboxRelay(producer, dsn=dsn, batch_size=100, poll_interval_s=0.2)
         task = asyncio.create_task(relay.run())

@@ -26,8 +26,8 @@ DEFAULT_ANALYSE = {
     "returns": {"order_payments", "refunds", "outbox", "schema_migrations"},
 }
 
-#: Document-like columns (JSON, bytes, arrays) that keep statistics: the outbox's, a queue.
-DOCUMENTS_WITH_STATISTICS = {("outbox", "key"), ("outbox", "payload")}
+#: Document-like columns (JSON, bytes, arrays) that keep statistics: none.
+DOCUMENTS_WITH_STATISTICS: set[tuple[str, str]] = set()
 
 _TABLES = """
 SELECT c.relname, coalesce(c.reloptions, '{}') AS options FROM pg_class c

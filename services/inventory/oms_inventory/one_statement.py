@@ -136,7 +136,7 @@ class BatchStock:
     async def flush(self) -> None:
         """Nothing before the outbox: the batch writes with it (:meth:`write`)."""
 
-    async def write(self, outbox: OutboxWrite) -> list[int] | None:
+    async def write(self, outbox: OutboxWrite) -> int | None:
         """Write the batch and ``outbox`` in one statement that checks the read still holds.
 
         Every stock row read goes in, in the order every stock writer locks rows in (code

@@ -16,7 +16,7 @@ import orjson
 from oms_inventory.domain import Allocation, Candidate, Decision, Line, Point, StockLevel
 from oms_inventory.stock import Movement, ReservedLine, StockRow, WarehouseLevel
 from oms_shared.db import Connection
-from oms_shared.outbox import CONFLICT_SQLSTATE, OutboxWrite, outbox_ctes, outbox_ids, outbox_result
+from oms_shared.outbox import CONFLICT_SQLSTATE, OutboxWrite, outbox_ctes, outbox_id, outbox_result
 
 __all__ = [
     "ActiveReservation",
@@ -453,8 +453,8 @@ async def write_batch(
     claims: Sequence[tuple[str, str, str]],
     closes: Sequence[CommitClose],
     outbox: OutboxWrite,
-) -> list[int] | None:
-    """Write a one-statement batch (see ``_BATCH_WRITE``); returns the outbox rows' ids."""
+) -> int | None:
+    """Write a one-statement batch (see ``_BATCH_WRITE``); returns the outbox row's id."""
     row = await conn.fetchrow(
         _BATCH_WRITE,
         [w.level.sku for w in stock],
@@ -477,7 +477,7 @@ async def write_batch(
         [c.closed_by for c in closes],
         *outbox.params,
     )
-    return outbox_ids(row)
+    return outbox_id(row)
 
 
 # --- short picks ----------------------------------------------------------------------

@@ -280,7 +280,7 @@ class SagaBook:
     async def flush(self) -> None:
         """Nothing to do before the outbox is written: the book writes with it (:meth:`write`)."""
 
-    async def write(self, outbox: OutboxWrite) -> list[int] | None:
+    async def write(self, outbox: OutboxWrite) -> int | None:
         """Write new orders, new and changed sagas, the timeline, refused messages and ``outbox``
         in one statement (it aborts whole if a saga changed since it was read)."""
         orders, self._new_orders = self._new_orders, []
@@ -290,9 +290,9 @@ class SagaBook:
         rejections, self._rejections = self._rejections, []
         if self._uow.one_statement and any(version is None for _, version in changed):
             raise RuntimeError("a saga changed in a one-statement batch without the version it was read at")
-        outbox_ids = None
+        outbox_id = None
         if orders or new or changed or entries or rejections or not outbox.empty:
-            outbox_ids = await store.write_batch(
+            outbox_id = await store.write_batch(
                 self._uow.conn, orders, new, changed, entries, rejections, outbox, assumed_new=self._assumed_new
             )
         for saga in new:
@@ -302,7 +302,7 @@ class SagaBook:
                 self._versions[saga.order_id] += 1
         self._new.clear()
         self._changed.clear()
-        return outbox_ids
+        return outbox_id
 
     def _put_back(self) -> None:
         """After the commit: hand the sagas whose row version is known to the cache."""

@@ -11,7 +11,7 @@ import orjson
 
 from oms_order.saga_state import Policy, Saga, Status, saga_from_json, saga_to_json
 from oms_shared.db import Connection
-from oms_shared.outbox import CONFLICT_SQLSTATE, OutboxWrite, outbox_ctes, outbox_ids, outbox_result
+from oms_shared.outbox import CONFLICT_SQLSTATE, OutboxWrite, outbox_ctes, outbox_id, outbox_result
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -248,12 +248,12 @@ async def write_batch(
     outbox: OutboxWrite,
     *,
     assumed_new: bool = False,
-) -> list[int] | None:
+) -> int | None:
     """Insert new orders and sagas, save changed sagas (each with the version it was read
     at, None: locked, any), append timeline entries, keep refused messages and write the
     outbox (and inbox claim), in one statement that aborts whole if the batch's reads no
     longer hold (see ``_WRITE``); ``assumed_new``: some of ``orders`` were not read.
-    Returns the outbox rows' ids, in message order."""
+    Returns the outbox row's id (None without messages)."""
     sagas = [saga for saga, _ in changed_sagas]
     row = await conn.fetchrow(
         _WRITE_ASSUMING if assumed_new else _WRITE_READ,
@@ -286,7 +286,7 @@ async def write_batch(
         [r.raw for r in rejections],
         *outbox.params,
     )
-    return outbox_ids(row)
+    return outbox_id(row)
 
 
 def text_array(values: Sequence[str]) -> str:

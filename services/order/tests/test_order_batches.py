@@ -206,7 +206,7 @@ class TestOneStatementBatches:
         """(timeline entries, outbox rows, saga version) of the order."""
         row = await pool.fetchrow(
             """SELECT (SELECT count(*) FROM status_history WHERE order_id = $1) AS entries,
-                      (SELECT count(*) FROM outbox WHERE key = $2) AS messages,
+                      (SELECT count(*) FROM outbox_messages WHERE key = $2) AS messages,
                       (SELECT version FROM sagas WHERE order_id = $1) AS version""",
             order_id,
             order_id.encode(),
