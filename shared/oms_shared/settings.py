@@ -94,9 +94,9 @@ class ServiceSettings(SharedSettings):
     #: Offsets are committed at most this often (s): handled batches are durable in the
     #: database already and a replay after a crash is deduplicated by the inbox.
     consumer_commit_interval_s: float = 0.1
-    #: At most this many outbox rows (one per unit of work, however many messages) are
-    #: read per relay round, and a round deletes the published ones once this many wait.
-    relay_batch_size: int = 100
+    #: A relay round reads outbox rows (one per unit of work) until this many messages,
+    #: the last row whole; published rows are deleted once this many of them wait.
+    relay_batch_size: int = 1000
     #: The relay polls this often when no NOTIFY arrives (a safety net, not the main wake-up).
     relay_poll_interval_s: float = 1.0
     #: A relay round starts no sooner than this after the previous one started (s): idle,

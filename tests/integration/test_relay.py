@@ -164,6 +164,28 @@ class TestRelayBatches:
         assert sum(map(len, got.values())) == len(messages)
         assert len({p for seen in got.values() for p, _ in seen}) > 1, "the round spread over several partitions"
 
+    async def test_a_round_reads_whole_rows_until_a_batch_of_messages(self, fresh_service_db: Any, stack: Any) -> None:
+        """A row is a unit of work: a round takes rows until ``batch_size`` messages, the last one
+        whole (never split), so a backlog of large units is read a bounded amount at a time."""
+        pool = await fresh_service_db("relay")
+        topic = Topic(f"oms.relaytest.w{uuid.uuid4().hex[:12]}.v1", "k", "relay rounds", retention_ms=3600_000)
+        await ensure_topics(support.bootstrap_servers(), [topic])
+        sizes = [60, 60, 60, 250, 1, 1]
+        rows = [[f"r{n}.{i}" for i in range(size)] for n, size in enumerate(sizes)]
+        for row in rows:
+            await _write(pool, topic, row, per_row=len(row))
+        producer = await support.started_producer()
+        relay = OutboxRelay(producer, dsn=stack.service_url("relay_test"), batch_size=100, poll_interval_s=60)
+        try:
+            rounds = [await relay.publish_once() for _ in range(5)]
+        finally:
+            relay.stop()
+            await relay.run()  # stopped: deletes what it published and closes its connection
+            await producer.stop()
+        assert rounds == [120, 310, 2, 0, 0], "rows 1-2, 3-4 (the 250 whole), 5-6, then nothing"
+        assert await _received(topic, sum(sizes)) == [c for row in rows for c in row], "each once, in order"
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
 
 class TestRelayFastLane:
     """Units of work of the relay's own process hand their rows over after commit: published from memory."""
@@ -196,8 +218,13 @@ class TestRelayFastLane:
                 await units(n)
                 if n % 5 == 0:  # another writer's row (a NOTIFY, read by a round) in between
                     notified = [f"n{n}"]
+                    heard = relay.notifications
                     await _write(pool, topic, notified)
                     expected.extend(notified)
+                    # The order holds once the NOTIFY is in, which PostgreSQL delivers to the
+                    # relay's connection asynchronously: for one key, a second writer is another
+                    # instance after a rebalance, seconds later. Here the next unit follows at once.
+                    await support.eventually(_heard_after(relay, heard), timeout=10, what="the NOTIFY heard")
             assert await _received(topic, len(expected)) == expected, "each row once, in commit order"
 
             async def drained() -> bool:
@@ -229,6 +256,11 @@ class TestRelayFastLane:
             assert await _received(topic, 2) == ["lost", "follower"]
             assert leader.published_from_memory == 0
             assert follower.published == 0
+
+
+def _heard_after(relay: OutboxRelay, count: int) -> Callable[[], Awaitable[bool]]:
+    """Whether ``relay`` has heard more than ``count`` NOTIFYs."""
+    return _async(lambda: relay.notifications > count)
 
 
 def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
