@@ -5,10 +5,10 @@ its own connection (the leader). The others wait and try again every poll interv
 when the leader's connection ends, PostgreSQL releases the lock and one of them takes
 over. Because only the leader touches the queue, a round needs no transaction and no
 row locks, and ONE statement: delete the rows the previous round published and read
-up to N more in id order; hand all their messages to the idempotent producer (as one
-batch per partition, in row order and, within a row, in the unit of work's order) and
-wait for every acknowledgement. A row holds one unit of work's messages
-(:mod:`oms_shared.outbox`). (A round trip costs more
+more in id order, whole rows until N messages (a row holds one unit of work's
+messages, :mod:`oms_shared.outbox`); hand all their messages to the idempotent producer
+(as one batch per partition, in row order and, within a row, in the unit of work's
+order) and wait for every acknowledgement. (A round trip costs more
 than the SQL it carries here: the relay used to take four per round.) Published rows
 are therefore deleted by the next round, at most one poll interval later, or when the
 relay stops.

@@ -4,7 +4,8 @@
 -- rows a second in units of ~30 messages. Measured with 45 messages a unit of work
 -- (bench/README.md, session 22): ~30% less of PostgreSQL's CPU for the write and the
 -- relay's delete, a third of the WAL. Rows waiting when this runs are carried over as
--- one-message rows, in their order.
+-- one-message rows, in their order. Code before it writes the old shape: stop a service's
+-- every instance before starting one that applies this (no rolling upgrade across it).
 ALTER TABLE outbox RENAME TO outbox_v1;
 ALTER SEQUENCE outbox_id_seq RENAME TO outbox_v1_id_seq;
 ALTER INDEX outbox_pkey RENAME TO outbox_v1_pkey;
