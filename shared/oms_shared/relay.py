@@ -119,7 +119,7 @@ class OutboxRelay:
         self._conn: asyncpg.Connection[Any] | None = None
         self._leading = False
         #: The rows published since the last round, deleted by the next one.
-        self._published: dict[int, None] = {}
+        self._published: set[int] = set()
         #: The messages of rows handed over by this process's units of work, not published yet.
         self._handed: list[_Row] = []
         #: Ids the last two rounds read (and published): their hand-over, if it comes after, is a repeat.
@@ -151,7 +151,7 @@ class OutboxRelay:
         if row.id in last or row.id in before:
             return
         self._handed.extend(
-            (row.id, m.topic, m.envelope.key, [(n, t.encode()) for n, t in headers], m.envelope.data)
+            (row.id, m.topic, m.envelope.key, _encoded(headers), m.envelope.data)
             for m, headers in zip(row.messages, row.headers, strict=True)
         )
         self._wakeup.set()
@@ -204,7 +204,7 @@ class OutboxRelay:
             return 0
         await self._pace()
         records = await conn.fetch(_TAKE, self._batch_size, list(self._published))
-        self._published = {}
+        self._published = set()
         if not records:
             return 0
         taken = {record["id"] for record in records}
@@ -234,7 +234,7 @@ class OutboxRelay:
     async def _publish(self, rows: list[_Row]) -> None:
         await asyncio.gather(*await self._send(rows))
         failpoints.hit("relay.after_publish")
-        self._published.update(dict.fromkeys(row[0] for row in rows))
+        self._published.update(row[0] for row in rows)
         self.published += len(rows)
 
     async def _send(self, rows: Iterable[_Row]) -> list[asyncio.Future[Any]]:
@@ -244,7 +244,7 @@ class OutboxRelay:
     async def _delete_published(self) -> None:
         if self._published and self._conn is not None and not self._conn.is_closed() and self._leading:
             await self._conn.execute(_DELETE, list(self._published))
-        self._published = {}
+        self._published = set()
 
     async def _leader_connection(self) -> asyncpg.Connection[Any] | None:
         """The relay's connection if it holds the relay lock (taking it if free), else None."""
@@ -276,7 +276,7 @@ class OutboxRelay:
             self._conn.terminate()  # no round trip: the connection may already be dead
         self._conn = None
         self._leading = False
-        self._published = {}  # the next leader republishes them
+        self._published = set()  # the next leader republishes them
         self._handed = []  # and publishes these
 
 
@@ -285,4 +285,9 @@ def _messages(records: Sequence[asyncpg.Record]) -> Iterable[_Row]:
     for r in records:
         row_id = r["id"]
         for topic, key, headers, payload in zip(r["topics"], r["keys"], r["headers"], r["payloads"], strict=True):
-            yield row_id, topic, key, [(n, t.encode()) for n, t in orjson.loads(headers)], payload
+            yield row_id, topic, key, _encoded(orjson.loads(headers)), payload
+
+
+def _encoded(headers: Iterable[Sequence[str]]) -> list[tuple[str, bytes]]:
+    """A message's headers as the producer takes them, from their (name, text) pairs."""
+    return [(name, text.encode()) for name, text in headers]
