@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from oms_inventory import one_statement, reserving
+from oms_inventory import one_statement
 from oms_inventory.handlers import COMMAND_HANDLERS, MOVEMENT_HANDLERS
 from oms_inventory.settings import InventorySettings
+from oms_inventory.stock_cache import StockCache
 from oms_shared import service, topics
 from oms_shared.runtime import Subscription
 
@@ -23,7 +24,7 @@ def main() -> None:
                 Subscription(topics.INVENTORY_MOVEMENTS, MOVEMENT_HANDLERS),
             ],
             migrations=["oms_inventory.migrations"],
-            prepare=reserving.prepare,
+            prepare=StockCache(settings.stock_cache_skus).prepare,
             one_statement=one_statement.takes_one_statement,
         )
     )

@@ -26,16 +26,22 @@ inbox, COMMIT).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oms_inventory import store
-from oms_inventory.domain import Allocation, StockLevel
+from oms_inventory.domain import Allocation, Point, StockLevel
 from oms_inventory.stock import WarehouseLevel
 from oms_inventory.store import ActiveReservation, CommitClose, RecordedDecision, StockWrite
 from oms_shared.contracts.inventory import CommitStock, ReserveStock
 from oms_shared.outbox import OutboxWrite, UnitOfWork
 
-__all__ = ["BatchStock", "NeedsTransaction", "takes_one_statement"]
+if TYPE_CHECKING:
+    from oms_inventory.stock_cache import StockCache
+
+__all__ = ["BatchStock", "LocatedLevel", "NeedsTransaction", "takes_one_statement"]
+
+#: A stock row and where its warehouse is.
+LocatedLevel = tuple[WarehouseLevel, Point]
 
 
 def takes_one_statement(payloads: Sequence[Any]) -> bool:
@@ -60,6 +66,9 @@ class BatchStock:
         self._read: dict[tuple[str, str], WarehouseLevel] = {}
         self._now: dict[tuple[str, str], WarehouseLevel] = {}
         self._by_sku: dict[str, list[tuple[str, str]]] = {}
+        self._where: dict[tuple[str, str], Point] = {}
+        #: Where the rows come from and go back to after the commit (None: read every batch).
+        self._cache: StockCache | None = None
         #: (order, warehouse) -> its active reservations not closed by this batch yet.
         self._active: dict[tuple[str, str], list[ActiveReservation]] = {}
         self._recorded: list[RecordedDecision] = []
@@ -72,24 +81,38 @@ class BatchStock:
         """The batch's (one per unit of work; take it before the parts flush)."""
         return uow.part(BatchStock)
 
+    def keep_in(self, cache: StockCache) -> None:
+        """Take the batch's rows from ``cache`` when it holds them all, and put them back after the commit."""
+        self._cache = cache
+        self._uow.on_commit(self._put_back)
+
     async def load(self, reserves: Sequence[ReserveStock], commits: Sequence[CommitStock]) -> list[StockLevel]:
-        """Read what the batch needs; return the candidate rows of the reserves' SKUs."""
+        """Read what the batch needs (a batch that only reserves: from the cache, if it
+        holds every SKU); return the candidate rows of the reserves' SKUs."""
         if {c.order_id for c in reserves} & {c.order_id for c in commits}:
             raise NeedsTransaction("an order reserves and commits in one batch")
         skus = sorted({line.sku for c in reserves for line in c.lines})
         committing = sorted({(c.order_id, c.warehouse_id) for c in commits})
-        context = await store.batch_context(self._uow.conn, skus, committing)
+        held = self._cache.take(skus) if self._cache is not None and not committing else None
+        if held is None:
+            context = await store.batch_context(self._uow.conn, skus, committing)
+            rows = context.stock
+            if self._cache is not None:  # what it held of these SKUs is older than this read
+                self._cache.take({level.sku for level, _ in rows})
+            for r in context.active:
+                self._active.setdefault((r.order_id, r.warehouse_id), []).append(r)
+        else:
+            rows = held
         wanted = set(skus)
         candidates = []
-        for level, location in context.stock:
+        for level, location in rows:
             key = (level.sku, level.warehouse_id)
             self._read[key] = self._now[key] = level
+            self._where[key] = location
             self._by_sku.setdefault(level.sku, []).append(key)
             if level.active and level.available > 0 and level.sku in wanted:
                 on_hand, reserved, safety = level.on_hand, level.reserved, level.safety_stock
                 candidates.append(StockLevel(level.sku, level.warehouse_id, on_hand, reserved, safety, location))
-        for r in context.active:
-            self._active.setdefault((r.order_id, r.warehouse_id), []).append(r)
         return candidates
 
     def reserve(self, steps: Sequence[tuple[str, str, int]], recorded: Sequence[RecordedDecision]) -> None:
@@ -145,8 +168,13 @@ class BatchStock:
         batch are as of one state of the stock.
         """
         stock = [
-            StockWrite(read, now.on_hand - read.on_hand, now.reserved - read.reserved)
+            StockWrite(read, now.on_hand - read.on_hand, now.reserved - read.reserved, self._where[key])
             for key in sorted(self._read)
             for read, now in [(self._read[key], self._now[key])]
         ]
         return await store.write_batch(self._uow.conn, stock, self._recorded, self._claims, self._closes, outbox)
+
+    def _put_back(self) -> None:
+        """After the commit: the rows as the batch left them are the database's."""
+        assert self._cache is not None
+        self._cache.put({sku: [(self._now[k], self._where[k]) for k in keys] for sku, keys in self._by_sku.items()})

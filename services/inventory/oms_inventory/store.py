@@ -340,14 +340,17 @@ SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(order_id, request_id, line_n
 # its merged delta, only if it still holds the values read (an UPDATE re-checks its WHERE
 # on the latest version of a row written meanwhile) and, when it takes units, only if they
 # are still there. `seen`: every row of the SKUs whose availability the batch publishes
-# is as read, and there is no other (the events carry all of them). Then the decisions
+# is as read, its warehouse as active and where it was (the batch planned with them,
+# perhaps from rows an earlier batch left: oms_inventory.stock_cache), and there is no
+# other (the events carry all of them). Then the decisions
 # and their reservations, the commit requests' claims, the committed reservations (each
 # still active) and their shipment movements (keyed as `_COMMIT` keys them), the outbox and the inbox claim. A count
 # short aborts it all (OMS02): the runtime replays the batch in a transaction that locks.
 _BATCH_WRITE = f"""
 WITH d0 AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::bool[], $7::int[], $8::int[])
-         AS u(sku, warehouse_id, on_hand, reserved, safety_stock, active, d_on_hand, d_reserved)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::bool[], $7::int[], $8::int[],
+                         $40::float8[], $41::float8[])
+         AS u(sku, warehouse_id, on_hand, reserved, safety_stock, active, d_on_hand, d_reserved, lat, lon)
 ), changed AS (
     UPDATE stock st SET on_hand = st.on_hand + d.d_on_hand, reserved = st.reserved + d.d_reserved
     FROM d0 d
@@ -359,7 +362,8 @@ WITH d0 AS (
     RETURNING 1
 ), seen AS (
     SELECT count(*) FILTER (WHERE d.sku IS NOT NULL AND s.on_hand = d.on_hand AND s.reserved = d.reserved
-                            AND s.safety_stock = d.safety_stock AND w.active = d.active) AS same,
+                            AND s.safety_stock = d.safety_stock AND w.active = d.active
+                            AND w.lat = d.lat AND w.lon = d.lon) AS same,
            count(*) AS rows
     FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
     LEFT JOIN d0 d ON d.sku = s.sku AND d.warehouse_id = s.warehouse_id
@@ -423,6 +427,8 @@ class StockWrite:
     level: WarehouseLevel
     d_on_hand: int
     d_reserved: int
+    #: Where the row's warehouse was when read (the write checks it still is).
+    location: Point
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +437,24 @@ class CommitClose:
 
     reservation: ActiveReservation
     closed_by: str
+
+
+# Every stock row of the first `$1` SKUs (in code point order), with its warehouse: what
+# a stock cache starts from (oms_inventory.stock_cache).
+_STOCK_ROWS = """
+SELECT s.sku, s.warehouse_id, s.on_hand, s.reserved, s.safety_stock, w.active, w.lat, w.lon
+FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
+WHERE s.sku IN (SELECT DISTINCT sku FROM stock ORDER BY sku LIMIT $1)
+"""
+
+
+async def stock_rows(conn: Connection, skus: int) -> list[tuple[WarehouseLevel, Point]]:
+    """Every stock row of the first ``skus`` SKUs, and where its warehouse is."""
+    rows = await conn.fetch(_STOCK_ROWS, skus)
+    return [
+        (WarehouseLevel(sku, wh, on_hand, reserved, safety, active), Point(lat, lon))
+        for sku, wh, on_hand, reserved, safety, active, lat, lon in rows
+    ]
 
 
 async def batch_context(conn: Connection, skus: Sequence[str], commits: Sequence[tuple[str, str]]) -> BatchContext:
@@ -476,6 +500,8 @@ async def write_batch(
         [c.reservation.warehouse_id for c in closes],
         [c.closed_by for c in closes],
         *outbox.params,
+        [w.location.lat for w in stock],
+        [w.location.lon for w in stock],
     )
     return outbox_id(row)
 

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from oms_inventory import reserving
+from oms_inventory import reserving, store
 from oms_inventory.domain import Decision, Line, Point, plan_sourcing
 from oms_inventory.handlers import (
     COMMAND_HANDLERS,
@@ -26,6 +26,7 @@ from oms_inventory.handlers import (
 from oms_inventory.one_statement import NeedsTransaction, takes_one_statement
 from oms_inventory.reserving import ReserveBook
 from oms_inventory.settings import InventorySettings
+from oms_inventory.stock_cache import StockCache
 from oms_shared import topics
 from oms_shared.contracts.common import Coordinates, LineQuantity
 from oms_shared.contracts.inventory import (
@@ -903,6 +904,146 @@ class TestOneStatementBatches:
         reserved = [r for emitted in results for r in payloads(replies(emitted), StockReserved)]
         failed = [r for emitted in results for r in payloads(replies(emitted), StockReservationFailed)]
         assert (len(reserved), len(failed)) == (20, 30)
+        levels = [await world.level(a, wh) for wh in ids]
+        assert sum(reserved_units for _, reserved_units, _ in levels) == 20
+        await assert_books_balance(world.pool)
+
+
+class TestStockCache:
+    """One-statement batches keep the rows they left (oms_inventory.stock_cache): a batch
+    that only reserves SKUs held there plans without reading them, and its write's checks
+    stand between a stale row and the database."""
+
+    @staticmethod
+    def no_read(monkeypatch: pytest.MonkeyPatch) -> None:
+        async def refuse(*_: Any) -> None:
+            raise AssertionError("the batch read the stock")
+
+        monkeypatch.setattr(store, "batch_context", refuse)
+
+    async def test_a_batch_plans_from_the_rows_the_last_batch_left(
+        self, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        a = world.sku("A")
+        ber, ham, _ = await world.three_warehouses(a, 2, 3, 0)
+        cache = StockCache(100_000)
+        first = await handle_batch(world.pool, [(on_reserve_stock, reserve((a, 2)))], prepare=cache.prepare,
+                                   one_statement=True)  # fmt: skip
+        assert len(payloads(replies(first), StockReserved)) == 1
+        assert len(cache) >= 1  # the first batch filled it with the catalogue
+        self.no_read(monkeypatch)
+        commands = [reserve((a, 2)), reserve((a, 2))]
+        emitted = await handle_batch(world.pool, [(on_reserve_stock, c) for c in commands], prepare=cache.prepare,
+                                     one_statement=True)  # fmt: skip
+        (reserved,) = payloads(replies(emitted), StockReserved)
+        assert [(x.warehouse_id, x.quantity) for x in reserved.allocations] == [(ham, 2)]  # Berlin's 2 were taken
+        assert [f.order_id for f in payloads(replies(emitted), StockReservationFailed)] == [commands[1].order_id]
+        assert (await world.level(a, ber), await world.level(a, ham)) == ((2, 2, 0), (3, 2, 0))
+        assert availability(emitted)[a].available == 1
+        await assert_books_balance(world.pool)
+
+    async def test_a_commit_leaves_its_rows_for_the_next_batch(
+        self, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        a, ber = await world.stocked(5)
+        cache = StockCache(100_000)
+        cmd = reserve((a, 2))
+        await handle_batch(world.pool, [(on_reserve_stock, cmd)], prepare=cache.prepare, one_statement=True)
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=ber)
+        await handle_batch(world.pool, [(on_commit_stock, commit)], prepare=cache.prepare, one_statement=True)
+        self.no_read(monkeypatch)
+        emitted = await handle_batch(world.pool, [(on_reserve_stock, reserve((a, 3)))], prepare=cache.prepare,
+                                     one_statement=True)  # fmt: skip
+        assert len(payloads(replies(emitted), StockReserved)) == 1
+        assert await world.level(a, ber) == (3, 3, 0)
+        await assert_books_balance(world.pool)
+
+    @staticmethod
+    async def cached(world: World, cache: StockCache, cmd: ReserveStock, message_id: str | None = None) -> Any:
+        ids = [message_id] if message_id else None
+        return await handle_batch(world.pool, [(on_reserve_stock, cmd)], prepare=cache.prepare, one_statement=True,
+                                  message_ids=ids)  # fmt: skip
+
+    @staticmethod
+    async def take_the_rest_behind(world: World, sku: str, warehouse_id: str) -> None:
+        """Another instance reserves what the first order left at the warehouse (4 of 5)."""
+        await world.pool.execute(
+            "UPDATE stock SET reserved = 5 WHERE sku = $1 AND warehouse_id = $2", sku, warehouse_id
+        )
+        await world.pool.execute(
+            "INSERT INTO reservations (order_id, request_id, line_no, warehouse_id, sku, quantity, state"
+            ", reserved_quantity) VALUES ($1, 'R', 1, $2, $3, 4, 'active', 4)", uid("O"), warehouse_id, sku,
+        )  # fmt: skip
+
+    @pytest.mark.parametrize(
+        "change", ["the row", "a new row of the SKU", "the warehouse moved", "the warehouse closed"]
+    )
+    async def test_rows_gone_stale_abort_the_batch_and_are_read_again(self, world: World, change: str) -> None:
+        a = world.sku("A")
+        ber, ham, _ = await world.three_warehouses(a, 5, 5, 0)
+        cache = StockCache(100_000)
+        await self.cached(world, cache, reserve((a, 1)))
+        expected = ham  # Berlin (the nearest) cannot serve the next order any more
+        if change == "the row":
+            await self.take_the_rest_behind(world, a, ber)
+        elif change == "a new row of the SKU":
+            new = await world.warehouse("NEW", POTSDAM)
+            await world.pool.execute(
+                "INSERT INTO stock (sku, warehouse_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", a, new
+            )
+            expected = ber  # the new row holds nothing: Berlin still serves
+        elif change == "the warehouse moved":
+            await world.pool.execute("UPDATE warehouses SET lat = 48.14, lon = 11.58 WHERE id = $1", ber)
+        else:
+            await world.pool.execute("UPDATE warehouses SET active = false WHERE id = $1", ber)
+        cmd, message_id = reserve((a, 2)), uid("M")
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await self.cached(world, cache, cmd, message_id)
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        assert await world.reservations(cmd.order_id) == []
+        # The next attempt (the runtime replays it) reads the rows as they are now.
+        (reserved,) = payloads(replies(await self.cached(world, cache, cmd, message_id)), StockReserved)
+        assert [(x.warehouse_id, x.quantity) for x in reserved.allocations] == [(expected, 2)]
+        await assert_books_balance(world.pool)
+
+    async def test_a_batch_that_rolls_back_puts_nothing_back(self, world: World) -> None:
+        a, ber = await world.stocked(5)
+        cache = StockCache(100_000)
+        cmd = reserve((a, 1))
+        await self.cached(world, cache, cmd)
+        with pytest.raises(asyncpg.PostgresError):  # a repeat from an earlier batch: its write aborts
+            await self.cached(world, cache, cmd)
+        await self.take_the_rest_behind(world, a, ber)
+        # Planned from rows kept by the batch that rolled back, this would abort; it reads instead.
+        emitted = await self.cached(world, cache, later := reserve((a, 1)))
+        assert [f.order_id for f in payloads(replies(emitted), StockReservationFailed)] == [later.order_id]
+        await assert_books_balance(world.pool)
+
+    async def test_two_instances_racing_with_their_own_caches_never_oversell(self, world: World, stack: Any) -> None:
+        """50 one-order batches from two consumers, each with its own cache, first as one statement
+        and replayed in a transaction when that aborts: exactly 20 units reserved."""
+        a = world.sku("HOT")
+        ids = await world.three_warehouses(a, 7, 7, 6)
+        dsn = await stack.provision_service(stack.admin_url(), "inventory_test")
+        racing = await create_pool(dsn, size=50, plan_cache_mode=PLANS)
+        caches = [StockCache(100_000), StockCache(100_000)]
+
+        async def as_the_runtime(cmd: ReserveStock, cache: StockCache) -> list[OutgoingMessage]:
+            try:
+                return await handle_batch(racing, [(on_reserve_stock, cmd)], prepare=cache.prepare, one_statement=True)
+            except (asyncpg.PostgresError, NeedsTransaction):
+                return await batch(racing, [(on_reserve_stock, cmd)], one_statement=False)
+
+        try:
+            for _ in range(2):  # the caches hold the SKU's rows before the race
+                for cache in caches:
+                    await handle_batch(racing, [(on_reserve_stock, reserve((world.sku("OTHER"), 1)))],
+                                       prepare=cache.prepare, one_statement=True)  # fmt: skip
+            results = await asyncio.gather(*(as_the_runtime(reserve((a, 1)), caches[i % 2]) for i in range(50)))
+        finally:
+            await racing.close()
+        reserved = [r for emitted in results for r in payloads(replies(emitted), StockReserved)]
+        assert len(reserved) == 20
         levels = [await world.level(a, wh) for wh in ids]
         assert sum(reserved_units for _, reserved_units, _ in levels) == 20
         await assert_books_balance(world.pool)

@@ -1,0 +1,75 @@
+"""The stock rows one-statement batches left behind, kept for the next batches of the same SKUs.
+
+A one-statement batch (:mod:`oms_inventory.one_statement`) reads every stock row of its
+SKUs before it plans, and its write checks that each of those rows still holds what was
+read, that the SKU has no other row, and that each warehouse is as active and where it
+was: otherwise the write aborts whole and the runtime replays the batch in a transaction
+that locks. So the rows as a committed batch left them are what the database holds until
+something else writes them: another instance, or a transaction of this one (a release, a
+short pick, a movement). Kept here, they let the next batch that only reserves those SKUs
+plan without reading (that read was ~0.2 ms of PostgreSQL's CPU per order and a round trip
+on the way to ``reserved``: bench/README.md, session 23). Rows gone stale cost that
+batch's write an abort and a replay, as any stale read does; nothing is written from them.
+
+A batch *takes* the rows of its SKUs out, and after it commits puts back the rows as it
+left them; a batch that rolls back puts back nothing, so the next batch of those SKUs
+reads them. A SKU without stock rows is not kept (a row added later would go unseen), and
+beyond ``capacity`` SKUs the least recently put back go first. The first batch fills the
+cache with the whole catalogue (up to ``capacity`` SKUs), which a busy consumer would
+otherwise take minutes of reads to meet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from oms_inventory import reserving, store
+from oms_inventory.one_statement import BatchStock, LocatedLevel
+from oms_shared.outbox import UnitOfWork
+
+__all__ = ["StockCache"]
+
+
+class StockCache:
+    """Stock rows by SKU, as the last committed batch of each SKU left them (at most ``capacity`` SKUs)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._held: dict[str, list[LocatedLevel]] = {}
+        self._filled = capacity <= 0
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def take(self, skus: Collection[str]) -> list[LocatedLevel] | None:
+        """Remove the rows of ``skus``; return them if every SKU was held (None: read them all)."""
+        taken = [self._held.pop(sku, None) for sku in skus]
+        rows: list[LocatedLevel] = []
+        for held in taken:
+            if held is None:
+                return None
+            rows.extend(held)
+        return rows
+
+    def put(self, rows: Mapping[str, list[LocatedLevel]]) -> None:
+        """Keep each SKU's rows (all of them, as committed) in place of what was held."""
+        if self.capacity <= 0:
+            return
+        for sku, kept in rows.items():
+            self._held.pop(sku, None)
+            self._held[sku] = kept
+        while len(self._held) > self.capacity:
+            del self._held[next(iter(self._held))]
+
+    async def prepare(self, uow: UnitOfWork, payloads: Sequence[Any]) -> None:
+        """The runtime's per-batch hook (:func:`reserving.prepare`), with this cache behind a one-statement batch."""
+        if uow.one_statement:
+            if not self._filled:
+                self._filled = True
+                by_sku: dict[str, list[LocatedLevel]] = {}
+                for row in await store.stock_rows(uow.conn, self.capacity):
+                    by_sku.setdefault(row[0].sku, []).append(row)
+                self.put(by_sku)
+            BatchStock.of(uow).keep_in(self)
+        await reserving.prepare(uow, payloads)
