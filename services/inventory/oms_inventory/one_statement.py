@@ -38,10 +38,7 @@ from oms_shared.outbox import OutboxWrite, UnitOfWork
 if TYPE_CHECKING:
     from oms_inventory.stock_cache import StockCache
 
-__all__ = ["BatchStock", "LocatedLevel", "NeedsTransaction", "takes_one_statement"]
-
-#: A stock row and where its warehouse is.
-LocatedLevel = tuple[WarehouseLevel, Point]
+__all__ = ["BatchStock", "NeedsTransaction", "takes_one_statement"]
 
 
 def takes_one_statement(payloads: Sequence[Any]) -> bool:

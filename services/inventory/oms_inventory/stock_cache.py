@@ -25,7 +25,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from oms_inventory import reserving, store
-from oms_inventory.one_statement import BatchStock, LocatedLevel
+from oms_inventory.one_statement import BatchStock
+from oms_inventory.store import LocatedLevel
 from oms_shared.outbox import UnitOfWork
 
 __all__ = ["StockCache"]

@@ -22,6 +22,7 @@ __all__ = [
     "ActiveReservation",
     "BatchContext",
     "CommitClose",
+    "LocatedLevel",
     "RecordedDecision",
     "StockWrite",
     "apply_movement",
@@ -36,6 +37,7 @@ __all__ = [
     "short_pick_context",
     "skus_at",
     "stock_levels",
+    "stock_rows",
     "upsert_warehouse",
     "write_batch",
     "write_off_short_pick",
@@ -398,6 +400,17 @@ SELECT oms_check((SELECT count(*) FROM changed) = (SELECT count(*) FROM d0 WHERE
 """  # noqa: S608  (module constants and placeholders only)
 
 
+#: A stock row and where its warehouse is.
+LocatedLevel = tuple[WarehouseLevel, Point]
+
+
+def _located(values: Sequence[Any]) -> LocatedLevel:
+    """A stock row as _STOCK_ROWS and _BATCH_CONTEXT list it (sku, warehouse, on hand, reserved,
+    safety stock, warehouse active, lat, lon; the latter through JSON)."""
+    sku, wh, on_hand, reserved, safety, active, lat, lon = values
+    return WarehouseLevel(sku, wh, int(on_hand), int(reserved), int(safety), bool(active)), Point(lat, lon)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchContext:
     """What a one-statement batch read (see ``_BATCH_CONTEXT``)."""
@@ -405,7 +418,7 @@ class BatchContext:
     #: The active reservations of the committing orders at their warehouses, by line.
     active: list[ActiveReservation]
     #: Every stock row of the SKUs involved, and where its warehouse is.
-    stock: list[tuple[WarehouseLevel, Point]]
+    stock: list[LocatedLevel]
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,13 +461,9 @@ WHERE s.sku IN (SELECT DISTINCT sku FROM stock ORDER BY sku LIMIT $1)
 """
 
 
-async def stock_rows(conn: Connection, skus: int) -> list[tuple[WarehouseLevel, Point]]:
+async def stock_rows(conn: Connection, skus: int) -> list[LocatedLevel]:
     """Every stock row of the first ``skus`` SKUs, and where its warehouse is."""
-    rows = await conn.fetch(_STOCK_ROWS, skus)
-    return [
-        (WarehouseLevel(sku, wh, on_hand, reserved, safety, active), Point(lat, lon))
-        for sku, wh, on_hand, reserved, safety, active, lat, lon in rows
-    ]
+    return [_located(row) for row in await conn.fetch(_STOCK_ROWS, skus)]
 
 
 async def batch_context(conn: Connection, skus: Sequence[str], commits: Sequence[tuple[str, str]]) -> BatchContext:
@@ -463,10 +472,7 @@ async def batch_context(conn: Connection, skus: Sequence[str], commits: Sequence
     assert row is not None
     return BatchContext(
         active=[ActiveReservation(o, r, int(n), w, s, int(q)) for o, r, n, w, s, q in row["active"]],
-        stock=[
-            (WarehouseLevel(sku, wh, int(o), int(r), int(s), bool(a)), Point(lat, lon))
-            for sku, wh, o, r, s, a, lat, lon in row["stock"]
-        ],
+        stock=[_located(values) for values in row["stock"]],
     )
 
 
