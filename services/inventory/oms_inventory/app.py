@@ -24,7 +24,7 @@ def main() -> None:
                 Subscription(topics.INVENTORY_MOVEMENTS, MOVEMENT_HANDLERS),
             ],
             migrations=["oms_inventory.migrations"],
-            prepare=StockCache(settings.stock_cache_skus).prepare,
+            prepare=StockCache(settings.stock_cache_skus, settings.reservation_cache_orders).prepare,
             one_statement=one_statement.takes_one_statement,
         )
     )

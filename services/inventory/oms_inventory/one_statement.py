@@ -5,7 +5,8 @@ Most of the consumer's batches hold nothing but ``ReserveStock`` (the way to
 one-statement (see :mod:`oms_shared.runtime`): the prepare hook reads what it needs in
 one statement that locks nothing (:func:`store.batch_context`: the committing orders'
 active reservations, every stock row of the SKUs involved; every request is taken as
-new, which the write checks, since a repeat from an earlier batch is rare); the books
+new, which the write checks, since a repeat from an earlier batch is rare), or takes
+them from what earlier batches left (:mod:`oms_inventory.stock_cache`); the books
 plan, reply and compute the levels after the batch in memory against this
 :class:`BatchStock`; and ONE statement, its own transaction,
 writes it all (:func:`store.write_batch`): each stock row moved once by its merged delta
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from oms_inventory import store
 from oms_inventory.domain import Allocation, Point, StockLevel
 from oms_inventory.stock import WarehouseLevel
-from oms_inventory.store import ActiveReservation, CommitClose, RecordedDecision, StockWrite
+from oms_inventory.store import ActiveReservation, CommitClose, LocatedLevel, RecordedDecision, StockWrite
 from oms_shared.contracts.inventory import CommitStock, ReserveStock
 from oms_shared.outbox import OutboxWrite, UnitOfWork
 
@@ -84,13 +85,13 @@ class BatchStock:
         self._uow.on_commit(self._put_back)
 
     async def load(self, reserves: Sequence[ReserveStock], commits: Sequence[CommitStock]) -> list[StockLevel]:
-        """Read what the batch needs (a batch that only reserves: from the cache, if it
-        holds every SKU); return the candidate rows of the reserves' SKUs."""
+        """Read what the batch needs (from the cache, if it holds every SKU and every committing
+        order's reservations); return the candidate rows of the reserves' SKUs."""
         if {c.order_id for c in reserves} & {c.order_id for c in commits}:
             raise NeedsTransaction("an order reserves and commits in one batch")
         skus = sorted({line.sku for c in reserves for line in c.lines})
         committing = sorted({(c.order_id, c.warehouse_id) for c in commits})
-        held = self._cache.take(skus) if self._cache is not None and not committing else None
+        held = self._held(skus, committing)
         if held is None:
             context = await store.batch_context(self._uow.conn, skus, committing)
             rows = context.stock
@@ -111,6 +112,19 @@ class BatchStock:
                 on_hand, reserved, safety = level.on_hand, level.reserved, level.safety_stock
                 candidates.append(StockLevel(level.sku, level.warehouse_id, on_hand, reserved, safety, location))
         return candidates
+
+    def _held(self, skus: Sequence[str], committing: Sequence[tuple[str, str]]) -> list[LocatedLevel] | None:
+        """The rows of ``skus`` and of the committing orders' SKUs, with those orders' active
+        reservations, from the cache if it holds them all (None: the batch reads)."""
+        if self._cache is None:
+            return None
+        active = self._cache.take_reservations(committing)
+        if active is None:
+            return None
+        rows = self._cache.take(sorted({*skus, *(r.sku for held in active.values() for r in held)}))
+        if rows is not None:
+            self._active.update(active)
+        return rows
 
     def reserve(self, steps: Sequence[tuple[str, str, int]], recorded: Sequence[RecordedDecision]) -> None:
         """Take the steps' units (sku, warehouse, units) and keep the decisions for the write."""
@@ -175,3 +189,8 @@ class BatchStock:
         """After the commit: the rows as the batch left them are the database's."""
         assert self._cache is not None
         self._cache.put({sku: [(self._now[k], self._where[k]) for k in keys] for sku, keys in self._by_sku.items()})
+        self._cache.put_reservations(
+            ActiveReservation(r.order_id, r.request_id, a.line_no, a.warehouse_id, a.sku, a.quantity)
+            for r in self._recorded
+            for a in r.decision.allocations
+        )

@@ -29,3 +29,7 @@ class InventorySettings(ServiceSettings):
     #: that only reserves SKUs held there plans without reading them (oms_inventory.stock_cache;
     #: ~30 MB for 20,000 SKUs in five warehouses). 0: every batch reads.
     stock_cache_skus: int = Field(20_000, ge=0)
+    #: Active reservations of at most this many (order, warehouse) pairs kept from the
+    #: one-statement batches that made them, so the batch that commits them (the order's
+    #: dispatch) needs no read either (~1 KB a pair). 0: every commit reads.
+    reservation_cache_orders: int = Field(20_000, ge=0)

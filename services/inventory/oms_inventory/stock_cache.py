@@ -17,27 +17,43 @@ reads them. A SKU without stock rows is not kept (a row added later would go uns
 beyond ``capacity`` SKUs the least recently put back go first. The first batch fills the
 cache with the whole catalogue (up to ``capacity`` SKUs), which a busy consumer would
 otherwise take minutes of reads to meet.
+
+It also keeps the active reservations those batches made, by (order, warehouse), so the
+batch that commits them (the order's dispatch) needs no read either when it holds every
+SKU involved: the write closes each reservation only if it is still active with the same
+SKU and units, and checks that the order has no other active reservation at that
+warehouse (one made by a transaction, or by another instance while the order's partition
+was elsewhere), so a stale or missing entry aborts the batch like a stale row. A commit
+takes its order's entries out; beyond ``orders`` (order, warehouse) pairs the least
+recently added go first (an order shipped days later is read, as before).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from oms_inventory import reserving, store
 from oms_inventory.one_statement import BatchStock
-from oms_inventory.store import LocatedLevel
+from oms_inventory.store import ActiveReservation, LocatedLevel
 from oms_shared.outbox import UnitOfWork
 
 __all__ = ["StockCache"]
 
 
-class StockCache:
-    """Stock rows by SKU, as the last committed batch of each SKU left them (at most ``capacity`` SKUs)."""
+#: (order id, warehouse id): the reservations a commit request closes.
+OrderAt = tuple[str, str]
 
-    def __init__(self, capacity: int) -> None:
+
+class StockCache:
+    """Stock rows by SKU, as the last committed batch of each SKU left them (at most ``capacity``
+    SKUs), and the active reservations such batches made (at most ``orders`` pairs)."""
+
+    def __init__(self, capacity: int, orders: int = 0) -> None:
         self.capacity = capacity
+        self.orders = orders
         self._held: dict[str, list[LocatedLevel]] = {}
+        self._reservations: dict[OrderAt, list[ActiveReservation]] = {}
         self._filled = capacity <= 0
 
     def __len__(self) -> int:
@@ -62,6 +78,26 @@ class StockCache:
             self._held[sku] = kept
         while len(self._held) > self.capacity:
             del self._held[next(iter(self._held))]
+
+    def take_reservations(self, pairs: Collection[OrderAt]) -> dict[OrderAt, list[ActiveReservation]] | None:
+        """Remove the reservations of (order, warehouse) ``pairs``; return them, in the order a
+        read lists them (line, request), if every pair was held (None: read them all)."""
+        taken = {pair: self._reservations.pop(pair, None) for pair in pairs}
+        held: dict[OrderAt, list[ActiveReservation]] = {}
+        for pair, rows in taken.items():
+            if rows is None:
+                return None
+            held[pair] = sorted(rows, key=lambda r: (r.line_no, r.request_id))
+        return held
+
+    def put_reservations(self, made: Iterable[ActiveReservation]) -> None:
+        """Keep reservations a committed batch made, beside those held for the same order and warehouse."""
+        if self.orders <= 0:
+            return
+        for r in made:
+            self._reservations.setdefault((r.order_id, r.warehouse_id), []).append(r)
+        while len(self._reservations) > self.orders:
+            del self._reservations[next(iter(self._reservations))]
 
     async def prepare(self, uow: UnitOfWork, payloads: Sequence[Any]) -> None:
         """The runtime's per-batch hook (:func:`reserving.prepare`), with this cache behind a one-statement batch."""

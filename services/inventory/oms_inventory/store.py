@@ -346,7 +346,9 @@ SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(order_id, request_id, line_n
 # perhaps from rows an earlier batch left: oms_inventory.stock_cache), and there is no
 # other (the events carry all of them). Then the decisions
 # and their reservations, the commit requests' claims, the committed reservations (each
-# still active) and their shipment movements (keyed as `_COMMIT` keys them), the outbox and the inbox claim. A count
+# still active with the SKU and units the batch moved stock by, and `held`: no other active
+# one of those orders at those warehouses, as the batch may know them from the cache) and
+# their shipment movements (keyed as `_COMMIT` keys them), the outbox and the inbox claim. A count
 # short aborts it all (OMS02): the runtime replays the batch in a transaction that locks.
 _BATCH_WRITE = f"""
 WITH d0 AS (
@@ -378,11 +380,17 @@ WITH d0 AS (
     RETURNING 1
 ), closed AS (
     UPDATE reservations rs SET state = 'committed', closed_by = u.closed_by, closed_at = now()
-    FROM unnest($28::text[], $29::text[], $30::int[], $31::text[], $32::text[])
-         AS u(order_id, request_id, line_no, warehouse_id, closed_by)
+    FROM unnest($28::text[], $29::text[], $30::int[], $31::text[], $32::text[], $42::text[], $43::int[])
+         AS u(order_id, request_id, line_no, warehouse_id, closed_by, sku, quantity)
     WHERE rs.order_id = u.order_id AND rs.request_id = u.request_id AND rs.line_no = u.line_no
-      AND rs.warehouse_id = u.warehouse_id AND rs.state = 'active'
+      AND rs.warehouse_id = u.warehouse_id AND rs.state = 'active' AND rs.sku = u.sku AND rs.quantity = u.quantity
     RETURNING rs.order_id, rs.request_id, rs.line_no, rs.warehouse_id, rs.sku, rs.quantity
+), held AS (
+    SELECT count(*) AS active
+    FROM reservations rs
+    JOIN (SELECT DISTINCT * FROM unnest($28::text[], $31::text[]) AS u(order_id, warehouse_id)) w
+      ON rs.order_id = w.order_id AND rs.warehouse_id = w.warehouse_id
+    WHERE rs.state = 'active'
 ), moved AS (
     INSERT INTO movements (movement_id, sku, warehouse_id, kind, quantity, order_id)
     SELECT 'commit:' || order_id || ':' || warehouse_id || ':' || line_no || ':' || request_id,
@@ -393,7 +401,8 @@ SELECT oms_check((SELECT count(*) FROM changed) = (SELECT count(*) FROM d0 WHERE
                  AND (SELECT same = cardinality($1::text[]) AND rows = cardinality($1::text[]) FROM seen)
                  AND (SELECT count(*) FROM d) = cardinality($9::text[])
                  AND (SELECT count(*) FROM claim) = cardinality($24::text[])
-                 AND (SELECT count(*) FROM closed) = cardinality($28::text[]),
+                 AND (SELECT count(*) FROM closed) = cardinality($28::text[])
+                 AND (SELECT active FROM held) = cardinality($28::text[]),
                  '{CONFLICT_SQLSTATE}', 'stock, a request or a reservation of this batch changed since it was read')
            AS current,
        {outbox_result(33)}
@@ -508,6 +517,8 @@ async def write_batch(
         *outbox.params,
         [w.location.lat for w in stock],
         [w.location.lon for w in stock],
+        [c.reservation.sku for c in closes],
+        [c.reservation.quantity for c in closes],
     )
     return outbox_id(row)
 

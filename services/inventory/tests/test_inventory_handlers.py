@@ -1048,6 +1048,83 @@ class TestStockCache:
         assert sum(reserved_units for _, reserved_units, _ in levels) == 20
         await assert_books_balance(world.pool)
 
+    @staticmethod
+    async def commit_of(world: World, cache: StockCache, cmd: ReserveStock, warehouse_id: str) -> Any:
+        commit = CommitStock(order_id=cmd.order_id, request_id=uid("R"), warehouse_id=warehouse_id)
+        return await handle_batch(world.pool, [(on_commit_stock, commit)], prepare=cache.prepare, one_statement=True,
+                                  message_ids=[uid("M")])  # fmt: skip
+
+    async def test_a_commit_closes_the_reservations_its_order_left_without_a_read(
+        self, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        a, ber = await world.stocked(5)
+        b = world.sku("B")
+        await world.receive(b, ber, 5)
+        cache = StockCache(100_000, orders=1_000)
+        cmd = reserve((a, 2), (b, 1))
+        await self.cached(world, cache, cmd)
+        self.no_read(monkeypatch)
+        (committed,) = payloads(replies(await self.commit_of(world, cache, cmd, ber)), StockCommitted)
+        assert [(x.line_no, x.sku, x.quantity) for x in committed.committed] == [(1, a, 2), (2, b, 1)]
+        assert await world.reservations(cmd.order_id) == [(1, ber, 2, "committed"), (2, ber, 1, "committed")]
+        assert (await world.level(a, ber), await world.level(b, ber)) == ((3, 0, 0), (4, 0, 0))
+        await assert_books_balance(world.pool)
+
+    async def test_a_reservation_the_cache_does_not_hold_aborts_the_commit(self, world: World) -> None:
+        """Another reservation of the order at that warehouse (made by a transaction, or by another
+        instance while the order's partition was elsewhere): committing only the cached ones would
+        leave it reserved for ever."""
+        a, ber = await world.stocked(5)
+        b = world.sku("B")
+        await world.receive(b, ber, 5)
+        cache = StockCache(100_000, orders=1_000)
+        cmd = reserve((a, 2))
+        await self.cached(world, cache, cmd)
+        await world.pool.execute(
+            "UPDATE stock SET reserved = reserved + 1 WHERE sku = $1 AND warehouse_id = $2", b, ber
+        )
+        await world.pool.execute(
+            "INSERT INTO reservations (order_id, request_id, line_no, warehouse_id, sku, quantity, reserved_quantity)"
+            " VALUES ($1, 'EARLIER', 2, $2, $3, 1, 1)", cmd.order_id, ber, b,
+        )  # fmt: skip
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await self.commit_of(world, cache, cmd, ber)
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        # The runtime's replay reads the order's reservations: both are committed.
+        (committed,) = payloads(replies(await self.commit_of(world, cache, cmd, ber)), StockCommitted)
+        assert sorted((x.sku, x.quantity) for x in committed.committed) == [(a, 2), (b, 1)]
+        assert (await world.level(a, ber), await world.level(b, ber)) == ((3, 0, 0), (4, 0, 0))
+        await assert_books_balance(world.pool)
+
+    async def test_a_reservation_changed_behind_the_cache_aborts_the_commit(self, world: World) -> None:
+        a, ber = await world.stocked(5)
+        cache = StockCache(100_000, orders=1_000)
+        cmd = reserve((a, 2))
+        await self.cached(world, cache, cmd)
+        # Units the cache does not know (the stock row is left alone, so only the reservation's check can tell).
+        await world.pool.execute("UPDATE reservations SET quantity = 1 WHERE order_id = $1", cmd.order_id)
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await self.commit_of(world, cache, cmd, ber)
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        assert await world.reservations(cmd.order_id) == [(1, ber, 1, "active")]
+        assert await world.level(a, ber) == (5, 2, 0)
+        await world.pool.execute("UPDATE reservations SET quantity = 2 WHERE order_id = $1", cmd.order_id)
+        await assert_books_balance(world.pool)
+
+    async def test_a_released_order_is_not_committed_from_the_cache(self, world: World) -> None:
+        a, ber = await world.stocked(5)
+        cache = StockCache(100_000, orders=1_000)
+        cmd = reserve((a, 2))
+        await self.cached(world, cache, cmd)
+        await handle(world.pool, on_release_stock, ReleaseStock(order_id=cmd.order_id, request_id=uid("R")))
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await self.commit_of(world, cache, cmd, ber)
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        (committed,) = payloads(replies(await self.commit_of(world, cache, cmd, ber)), StockCommitted)
+        assert committed.committed == ()
+        assert await world.level(a, ber) == (5, 0, 0)
+        await assert_books_balance(world.pool)
+
 
 class TestConcurrentReservations:
     """Many orders racing for the last units never oversell."""
