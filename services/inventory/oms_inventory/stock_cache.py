@@ -1,4 +1,4 @@
-"""The stock rows one-statement batches left behind, kept for the next batches of the same SKUs.
+"""The stock rows and reservations one-statement batches left behind, kept for the next batches.
 
 A one-statement batch (:mod:`oms_inventory.one_statement`) reads every stock row of its
 SKUs before it plans, and its write checks that each of those rows still holds what was
@@ -31,7 +31,7 @@ recently added go first (an order shipped days later is read, as before).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from oms_inventory import reserving, store
 from oms_inventory.one_statement import BatchStock
@@ -40,6 +40,9 @@ from oms_shared.outbox import UnitOfWork
 
 __all__ = ["StockCache"]
 
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 #: (order id, warehouse id): the reservations a commit request closes.
 OrderAt = tuple[str, str]
@@ -61,13 +64,8 @@ class StockCache:
 
     def take(self, skus: Collection[str]) -> list[LocatedLevel] | None:
         """Remove the rows of ``skus``; return them if every SKU was held (None: read them all)."""
-        taken = [self._held.pop(sku, None) for sku in skus]
-        rows: list[LocatedLevel] = []
-        for held in taken:
-            if held is None:
-                return None
-            rows.extend(held)
-        return rows
+        held = _take_all(self._held, skus)
+        return None if held is None else [row for rows in held.values() for row in rows]
 
     def put(self, rows: Mapping[str, list[LocatedLevel]]) -> None:
         """Keep each SKU's rows (all of them, as committed) in place of what was held."""
@@ -76,19 +74,15 @@ class StockCache:
         for sku, kept in rows.items():
             self._held.pop(sku, None)
             self._held[sku] = kept
-        while len(self._held) > self.capacity:
-            del self._held[next(iter(self._held))]
+        _keep_newest(self._held, self.capacity)
 
     def take_reservations(self, pairs: Collection[OrderAt]) -> dict[OrderAt, list[ActiveReservation]] | None:
         """Remove the reservations of (order, warehouse) ``pairs``; return them, in the order a
         read lists them (line, request), if every pair was held (None: read them all)."""
-        taken = {pair: self._reservations.pop(pair, None) for pair in pairs}
-        held: dict[OrderAt, list[ActiveReservation]] = {}
-        for pair, rows in taken.items():
-            if rows is None:
-                return None
-            held[pair] = sorted(rows, key=lambda r: (r.line_no, r.request_id))
-        return held
+        held = _take_all(self._reservations, pairs)
+        if held is None:
+            return None
+        return {pair: sorted(rows, key=lambda r: (r.line_no, r.request_id)) for pair, rows in held.items()}
 
     def put_reservations(self, made: Iterable[ActiveReservation]) -> None:
         """Keep reservations a committed batch made, beside those held for the same order and warehouse."""
@@ -96,8 +90,7 @@ class StockCache:
             return
         for r in made:
             self._reservations.setdefault((r.order_id, r.warehouse_id), []).append(r)
-        while len(self._reservations) > self.orders:
-            del self._reservations[next(iter(self._reservations))]
+        _keep_newest(self._reservations, self.orders)
 
     async def prepare(self, uow: UnitOfWork, payloads: Sequence[Any]) -> None:
         """The runtime's per-batch hook (:func:`reserving.prepare`), with this cache behind a one-statement batch."""
@@ -110,3 +103,16 @@ class StockCache:
                 self.put(by_sku)
             BatchStock.of(uow).keep_in(self)
         await reserving.prepare(uow, payloads)
+
+
+def _take_all(held: dict[K, V], keys: Collection[K]) -> dict[K, V] | None:
+    """Remove ``keys`` from ``held``; what they held if every one was there (None otherwise)."""
+    taken = {key: held.pop(key, None) for key in keys}
+    found = {key: value for key, value in taken.items() if value is not None}
+    return found if len(found) == len(taken) else None
+
+
+def _keep_newest(held: dict[K, V], capacity: int) -> None:
+    """Drop the entries added longest ago until at most ``capacity`` are left."""
+    while len(held) > capacity:
+        del held[next(iter(held))]

@@ -321,13 +321,19 @@ async def commit_reservations(
 # (`= ANY(..) OR IN (..)` scanned it all). Earlier decisions and commit claims are not
 # read: a repeat of a request from an earlier batch is rare, and the write's inserts find
 # it (the batch is then replayed in a transaction, which answers it as recorded).
-_BATCH_CONTEXT = """
+def _active_at(orders: str, warehouses: str) -> str:
+    """FROM and WHERE of the active reservations (``rs``) of the (order, warehouse) pairs in
+    the text-array placeholders ``orders`` and ``warehouses``: what a commit closes."""
+    return f"""FROM reservations rs
+    JOIN (SELECT DISTINCT * FROM unnest({orders}::text[], {warehouses}::text[]) AS u(order_id, warehouse_id)) w
+      ON rs.order_id = w.order_id AND rs.warehouse_id = w.warehouse_id
+    WHERE rs.state = 'active'"""  # noqa: S608  (placeholders only)
+
+
+_BATCH_CONTEXT = f"""
 WITH active AS (
     SELECT rs.order_id, rs.request_id, rs.line_no, rs.warehouse_id, rs.sku, rs.quantity
-    FROM reservations rs
-    JOIN (SELECT DISTINCT * FROM unnest($2::text[], $3::text[]) AS u(order_id, warehouse_id)) w
-      ON rs.order_id = w.order_id AND rs.warehouse_id = w.warehouse_id
-    WHERE rs.state = 'active'
+    {_active_at("$2", "$3")}
 )
 SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(order_id, request_id, line_no, warehouse_id, sku, quantity)
                                   ORDER BY line_no, request_id), '[]'::jsonb)
@@ -336,7 +342,7 @@ SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(order_id, request_id, line_n
                   s.sku, s.warehouse_id, s.on_hand, s.reserved, s.safety_stock, w.active, w.lat, w.lon)), '[]'::jsonb)
         FROM stock s JOIN warehouses w ON w.id = s.warehouse_id
         WHERE s.sku = ANY(ARRAY(SELECT unnest($1::text[]) UNION SELECT sku FROM active))) AS stock
-"""
+"""  # noqa: S608  (module constants and placeholders only)
 
 # Such a batch's whole write, its own transaction. `changed` moves each stock row once by
 # its merged delta, only if it still holds the values read (an UPDATE re-checks its WHERE
@@ -387,10 +393,7 @@ WITH d0 AS (
     RETURNING rs.order_id, rs.request_id, rs.line_no, rs.warehouse_id, rs.sku, rs.quantity
 ), held AS (
     SELECT count(*) AS active
-    FROM reservations rs
-    JOIN (SELECT DISTINCT * FROM unnest($28::text[], $31::text[]) AS u(order_id, warehouse_id)) w
-      ON rs.order_id = w.order_id AND rs.warehouse_id = w.warehouse_id
-    WHERE rs.state = 'active'
+    {_active_at("$28", "$31")}
 ), moved AS (
     INSERT INTO movements (movement_id, sku, warehouse_id, kind, quantity, order_id)
     SELECT 'commit:' || order_id || ':' || warehouse_id || ':' || line_no || ':' || request_id,

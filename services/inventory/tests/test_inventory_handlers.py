@@ -1054,15 +1054,28 @@ class TestStockCache:
         return await handle_batch(world.pool, [(on_commit_stock, commit)], prepare=cache.prepare, one_statement=True,
                                   message_ids=[uid("M")])  # fmt: skip
 
-    async def test_a_commit_closes_the_reservations_its_order_left_without_a_read(
-        self, world: World, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def reserved_in_cache(
+        self, world: World, *, units_of_b: int = 0
+    ) -> tuple[str, str, str, StockCache, ReserveStock]:
+        """SKUs A and B with 5 units each at Berlin, and an order for 2 A (and ``units_of_b`` B)
+        reserved through a cache that keeps reservations: (a, b, Berlin, the cache, the order's command)."""
         a, ber = await world.stocked(5)
         b = world.sku("B")
         await world.receive(b, ber, 5)
         cache = StockCache(100_000, orders=1_000)
-        cmd = reserve((a, 2), (b, 1))
+        cmd = reserve((a, 2), (b, units_of_b)) if units_of_b else reserve((a, 2))
         await self.cached(world, cache, cmd)
+        return a, b, ber, cache, cmd
+
+    async def assert_commit_aborts(self, world: World, cache: StockCache, cmd: ReserveStock, warehouse_id: str) -> None:
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await self.commit_of(world, cache, cmd, warehouse_id)
+        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+
+    async def test_a_commit_closes_the_reservations_its_order_left_without_a_read(
+        self, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        a, b, ber, cache, cmd = await self.reserved_in_cache(world, units_of_b=1)
         self.no_read(monkeypatch)
         (committed,) = payloads(replies(await self.commit_of(world, cache, cmd, ber)), StockCommitted)
         assert [(x.line_no, x.sku, x.quantity) for x in committed.committed] == [(1, a, 2), (2, b, 1)]
@@ -1074,12 +1087,7 @@ class TestStockCache:
         """Another reservation of the order at that warehouse (made by a transaction, or by another
         instance while the order's partition was elsewhere): committing only the cached ones would
         leave it reserved for ever."""
-        a, ber = await world.stocked(5)
-        b = world.sku("B")
-        await world.receive(b, ber, 5)
-        cache = StockCache(100_000, orders=1_000)
-        cmd = reserve((a, 2))
-        await self.cached(world, cache, cmd)
+        a, b, ber, cache, cmd = await self.reserved_in_cache(world)
         await world.pool.execute(
             "UPDATE stock SET reserved = reserved + 1 WHERE sku = $1 AND warehouse_id = $2", b, ber
         )
@@ -1087,9 +1095,7 @@ class TestStockCache:
             "INSERT INTO reservations (order_id, request_id, line_no, warehouse_id, sku, quantity, reserved_quantity)"
             " VALUES ($1, 'EARLIER', 2, $2, $3, 1, 1)", cmd.order_id, ber, b,
         )  # fmt: skip
-        with pytest.raises(asyncpg.PostgresError) as raised:
-            await self.commit_of(world, cache, cmd, ber)
-        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        await self.assert_commit_aborts(world, cache, cmd, ber)
         # The runtime's replay reads the order's reservations: both are committed.
         (committed,) = payloads(replies(await self.commit_of(world, cache, cmd, ber)), StockCommitted)
         assert sorted((x.sku, x.quantity) for x in committed.committed) == [(a, 2), (b, 1)]
@@ -1097,29 +1103,19 @@ class TestStockCache:
         await assert_books_balance(world.pool)
 
     async def test_a_reservation_changed_behind_the_cache_aborts_the_commit(self, world: World) -> None:
-        a, ber = await world.stocked(5)
-        cache = StockCache(100_000, orders=1_000)
-        cmd = reserve((a, 2))
-        await self.cached(world, cache, cmd)
+        a, _, ber, cache, cmd = await self.reserved_in_cache(world)
         # Units the cache does not know (the stock row is left alone, so only the reservation's check can tell).
         await world.pool.execute("UPDATE reservations SET quantity = 1 WHERE order_id = $1", cmd.order_id)
-        with pytest.raises(asyncpg.PostgresError) as raised:
-            await self.commit_of(world, cache, cmd, ber)
-        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        await self.assert_commit_aborts(world, cache, cmd, ber)
         assert await world.reservations(cmd.order_id) == [(1, ber, 1, "active")]
         assert await world.level(a, ber) == (5, 2, 0)
         await world.pool.execute("UPDATE reservations SET quantity = 2 WHERE order_id = $1", cmd.order_id)
         await assert_books_balance(world.pool)
 
     async def test_a_released_order_is_not_committed_from_the_cache(self, world: World) -> None:
-        a, ber = await world.stocked(5)
-        cache = StockCache(100_000, orders=1_000)
-        cmd = reserve((a, 2))
-        await self.cached(world, cache, cmd)
+        a, _, ber, cache, cmd = await self.reserved_in_cache(world)
         await handle(world.pool, on_release_stock, ReleaseStock(order_id=cmd.order_id, request_id=uid("R")))
-        with pytest.raises(asyncpg.PostgresError) as raised:
-            await self.commit_of(world, cache, cmd, ber)
-        assert raised.value.sqlstate == CONFLICT_SQLSTATE
+        await self.assert_commit_aborts(world, cache, cmd, ber)
         (committed,) = payloads(replies(await self.commit_of(world, cache, cmd, ber)), StockCommitted)
         assert committed.committed == ()
         assert await world.level(a, ber) == (5, 0, 0)
